@@ -1,0 +1,80 @@
+"""Exceptions of ``offsetlab.bus``: one root, a tree you can read here.
+
+::
+
+    BusError                         root of everything the adapter raises
+    ├── ConfigError                  a config value is wrong (names the key and the fix)
+    ├── RunnerError                  the consumer runner
+    │   ├── JoinFailed               start()/run() could not join the group (wraps the cause)
+    │   ├── JoinTimeout              run(timeout) waited longer than timeout for the join
+    │   └── RunnerStateError         a call that the runner's state does not allow
+    ├── EnvelopeError                bytes on the wire are not one of our events
+    │   ├── MalformedEnvelope        not JSON / missing fields / wrong shapes
+    │   └── UnknownEventType         a well-formed envelope of a type nobody registered
+    ├── PublishError                 the broker did not acknowledge a publish in time
+    │                                (names topic, bootstrap servers, timeout; the
+    │                                event stays on its aggregate)
+    └── DependencyUnavailable        a dependency's circuit breaker is open (fail fast)
+
+Every message names the address, topic, timeout or parameter at fault and what to do.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BusError",
+    "ConfigError",
+    "RunnerError",
+    "JoinFailed",
+    "JoinTimeout",
+    "RunnerStateError",
+    "EnvelopeError",
+    "MalformedEnvelope",
+    "UnknownEventType",
+    "PublishError",
+    "DependencyUnavailable",
+]
+
+
+class BusError(Exception):
+    """Root of every exception raised by ``offsetlab.bus``."""
+
+
+class ConfigError(BusError, ValueError):
+    """A configuration value is invalid; the message names the key and the fix."""
+
+
+class RunnerError(BusError):
+    """Raised by the consumer runner."""
+
+
+class JoinFailed(RunnerError):
+    """The runner could not join its consumer group; ``__cause__`` is the client error."""
+
+
+class JoinTimeout(RunnerError, TimeoutError):
+    """``run(timeout)`` gave up waiting for the group join."""
+
+
+class RunnerStateError(RunnerError):
+    """A call the runner's current state does not allow (e.g. subscribe while running)."""
+
+
+class EnvelopeError(BusError):
+    """Bytes that do not decode to a registered event."""
+
+
+class MalformedEnvelope(EnvelopeError):
+    """Not JSON, or JSON without the envelope's fields and shapes."""
+
+
+class UnknownEventType(EnvelopeError):
+    """A well-formed envelope whose event type is not registered."""
+
+
+class PublishError(BusError):
+    """The broker did not acknowledge a publish within the timeout."""
+
+
+class DependencyUnavailable(BusError):
+    """A dependency's circuit breaker is open: fail fast instead of calling it."""
