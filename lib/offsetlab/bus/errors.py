@@ -10,10 +10,16 @@
     │   └── RunnerStateError         a call that the runner's state does not allow
     ├── EnvelopeError                bytes on the wire are not one of our events
     │   ├── MalformedEnvelope        not JSON / missing fields / wrong shapes
-    │   └── UnknownEventType         a well-formed envelope of a type nobody registered
+    │   ├── UnknownEventType         a well-formed envelope of a type nobody registered
+    │   └── MalformedHeaders         a provenance header (attempt, not-before, ...) of the
+    │                                wrong size or encoding
     ├── PublishError                 the broker did not acknowledge a publish in time
-    │                                (names topic, bootstrap servers, timeout; the
-    │                                event stays on its aggregate)
+    │   │                            (names topic, bootstrap servers, timeout; the
+    │   │                            event stays on its aggregate)
+    │   └── AggregatePublishError    publish_for_aggregate stopped at an event the broker
+    │                                did not acknowledge (it and the rest stay pending)
+    ├── BusStateError                a call the bus's or subscription's state does not
+    │                                allow (publish after close, subscribe after close)
     └── DependencyUnavailable        a dependency's circuit breaker is open (fail fast)
 
 Every message names the address, topic, timeout or parameter at fault and what to do.
@@ -31,7 +37,10 @@ __all__ = [
     "EnvelopeError",
     "MalformedEnvelope",
     "UnknownEventType",
+    "MalformedHeaders",
     "PublishError",
+    "AggregatePublishError",
+    "BusStateError",
     "DependencyUnavailable",
 ]
 
@@ -72,8 +81,30 @@ class UnknownEventType(EnvelopeError):
     """A well-formed envelope whose event type is not registered."""
 
 
+class MalformedHeaders(EnvelopeError):
+    """A provenance header has the wrong size or encoding (e.g. a 3-byte partition)."""
+
+
 class PublishError(BusError):
     """The broker did not acknowledge a publish within the timeout."""
+
+
+class AggregatePublishError(PublishError):
+    """``publish_for_aggregate`` stopped at an event the broker did not acknowledge.
+
+    ``published`` are the events acknowledged (and cleared from the aggregate) before the
+    failure, ``unpublished`` the failed event and the ones after it, which stay on the
+    aggregate in order; ``__cause__`` is the underlying :class:`PublishError`.
+    """
+
+    def __init__(self, message: str, *, published: tuple[object, ...] = (), unpublished: tuple[object, ...] = ()) -> None:
+        super().__init__(message)
+        self.published = published
+        self.unpublished = unpublished
+
+
+class BusStateError(BusError):
+    """A call the bus's or subscription's state does not allow (e.g. publish after close)."""
 
 
 class DependencyUnavailable(BusError):
