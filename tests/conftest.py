@@ -1,0 +1,1 @@
+"""Shared test set-up: integration tests get brokers started once per session."""
