@@ -1,0 +1,267 @@
+"""The event bus interface: one shape, two implementations (in-memory and Kafka).
+
+.. code-block:: python
+
+    bus.publish(event)                      # blocks until acknowledged, or PublishError
+    bus.publish_for_aggregate(aggregate)    # in order; each cleared only once acknowledged
+    sub = bus.subscribe(BackupRequestAccepted, handler, group="backups",
+                        retry=MainTopicRetry(max_retries=5),
+                        classifier=ErrorClassifier(), depends_on=(backup_job_breaker,))
+    sub.run(timeout=30)                     # start, return once the group join completed
+    ...
+    sub.stop(); bus.close()
+
+Three words, three objects, never mixed: the *crash policy* belongs to the consumer runner
+(restart or stop a crashed consumer); the *error classifier* (``classify.py``) belongs to a
+subscription and says retriable or fatal; the *retry strategy* (``retry.py``) belongs to a
+subscription and says what a retry does.
+
+A handler takes the decoded event and returns an :mod:`~offsetlab.bus.outcomes` value (or
+``None`` for ok) or raises. Dependencies are bound in by the composition root (closures or
+``functools.partial``), as in cosmicpython.
+
+Both buses report what they do as :class:`Activity` records to listeners (and the in-memory
+bus keeps them in a list), so a notebook can draw one timeline for either.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Self
+
+from offsetlab.bus.aggregate import AggregateRoot, publish_for_aggregate
+from offsetlab.bus.breaker import CircuitBreaker
+from offsetlab.bus.classify import ErrorClassifier
+from offsetlab.bus.errors import ConfigError
+from offsetlab.bus.events import Event, EventRegistry
+from offsetlab.bus.outcomes import Outcome
+from offsetlab.bus.retry import InPlaceRetry, MainTopicRetry, RetryStrategy, RetryTopicRetry
+
+__all__ = [
+    "Handler",
+    "Receipt",
+    "SubscriptionSpec",
+    "SubscriptionState",
+    "Subscription",
+    "EventBus",
+    "Activity",
+    "ActivityKind",
+    "ActivityListener",
+]
+
+Handler = Callable[[Event], Outcome | None]
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """Where an acknowledged record was written."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubscriptionSpec:
+    """What a subscription consumes, who handles it, and how failures are treated.
+
+    ``source`` is an event class (its topic; records of other event types on that topic
+    are skipped) or a topic name (every event on it). ``depends_on`` breakers pause the
+    subscription's partitions while any of them is open.
+    """
+
+    source: type[Event] | str
+    handler: Handler
+    group: str
+    retry: RetryStrategy = field(default_factory=MainTopicRetry)
+    classifier: ErrorClassifier = field(default_factory=ErrorClassifier)
+    depends_on: tuple[CircuitBreaker, ...] = ()
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.source, str):
+            if not self.source:
+                raise ConfigError("subscribe(source=''): give an event class or a topic name")
+        elif not (isinstance(self.source, type) and issubclass(self.source, Event)):
+            raise ConfigError(
+                f"subscribe(source={self.source!r}): give an Event subclass or a topic name"
+            )
+        elif not getattr(self.source, "topic", None):
+            raise ConfigError(f"subscribe({self.source.__name__}): the class has no `topic`")
+        if not callable(self.handler):
+            raise ConfigError(f"subscribe(handler={self.handler!r}): the handler must be callable")
+        if not isinstance(self.group, str) or not self.group:
+            raise ConfigError("subscribe(group=...): a non-empty consumer group id is required")
+        if not isinstance(self.retry, InPlaceRetry | MainTopicRetry | RetryTopicRetry):
+            raise ConfigError(
+                f"subscribe(retry={self.retry!r}): use InPlaceRetry, MainTopicRetry or "
+                "RetryTopicRetry"
+            )
+        if not isinstance(self.classifier, ErrorClassifier):
+            raise ConfigError(f"subscribe(classifier={self.classifier!r}): use an ErrorClassifier")
+        if not all(isinstance(b, CircuitBreaker) for b in self.depends_on):
+            raise ConfigError("subscribe(depends_on=...): give a tuple of CircuitBreaker objects")
+        if not self.name:
+            handler_name = getattr(self.handler, "__qualname__", type(self.handler).__name__)
+            object.__setattr__(self, "name", f"{self.group}:{handler_name}")
+
+    @property
+    def topic(self) -> str:
+        """The main topic consumed."""
+        return self.source if isinstance(self.source, str) else self.source.topic
+
+    @property
+    def event_type(self) -> str | None:
+        """The one event type handled, or ``None`` for all on the topic."""
+        return None if isinstance(self.source, str) else self.source.event_type
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        """Every topic the subscription consumes (the main one and its retry topic)."""
+        if isinstance(self.retry, RetryTopicRetry):
+            return (self.topic, self.retry.retry_topic(self.topic))
+        return (self.topic,)
+
+    def accepts(self, event: Event) -> bool:
+        return self.event_type is None or event.event_type == self.event_type
+
+
+class SubscriptionState(StrEnum):
+    CREATED = "created"
+    """Made by ``subscribe``; not consuming yet."""
+    RUNNING = "running"
+    """Started: member of its group, consuming."""
+    STOPPED = "stopped"
+    """Left its group; cannot be started again (subscribe anew)."""
+
+
+class Subscription(abc.ABC):
+    """A handler consuming a topic in a consumer group, with its failure policies."""
+
+    spec: SubscriptionSpec
+
+    @property
+    @abc.abstractmethod
+    def state(self) -> SubscriptionState: ...
+
+    @abc.abstractmethod
+    def start(self) -> None:
+        """Begin consuming and return at once (the group join completes in the background)."""
+
+    @abc.abstractmethod
+    def run(self, timeout: float | None = None) -> None:
+        """Start if needed and return once the group join completed; raise if it failed."""
+
+    @abc.abstractmethod
+    def stop(self, timeout: float | None = None) -> None:
+        """Commit what is settled, leave the group, stop; idempotent."""
+
+
+class ActivityKind(StrEnum):
+    """What a bus reports on its timeline."""
+
+    PUBLISHED = "published"
+    PUBLISH_FAILED = "publish_failed"
+    JOINED = "joined"
+    REBALANCED = "rebalanced"
+    LEFT = "left"
+    DELIVERED = "delivered"
+    SKIPPED = "skipped"
+    SETTLED = "settled"
+    SEEK_BACK = "seek_back"
+    REPRODUCED = "reproduced"
+    DEAD_LETTERED = "dead_lettered"
+    WAITING = "waiting"
+    PAUSED = "paused"
+    RESUMED = "resumed"
+    BREAKER = "breaker"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Activity:
+    """One thing a bus did, flat enough to become a DataFrame row."""
+
+    kind: ActivityKind
+    at: float
+    subscription: str | None = None
+    group: str | None = None
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    key: str | None = None
+    event_type: str | None = None
+    event_id: str | None = None
+    attempt: int | None = None
+    target_topic: str | None = None
+    detail: str = ""
+
+
+ActivityListener = Callable[[Activity], None]
+
+
+class EventBus(abc.ABC):
+    """Publish events and subscribe handlers; see the module docstring."""
+
+    registry: EventRegistry
+
+    @abc.abstractmethod
+    def publish(self, event: Event) -> Receipt:
+        """Publish one event; return once the broker acknowledged it, else ``PublishError``."""
+
+    @abc.abstractmethod
+    def publish_raw(
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None = None,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> Receipt:
+        """Publish bytes as they are (tests use it for poison messages)."""
+
+    def publish_for_aggregate(self, aggregate: AggregateRoot) -> list[Event]:
+        """Publish the aggregate's pending events in order (see ``aggregate.py``)."""
+        return publish_for_aggregate(aggregate, self.publish)
+
+    def subscribe(
+        self,
+        source: type[Event] | str,
+        handler: Handler,
+        *,
+        group: str,
+        retry: RetryStrategy | None = None,
+        classifier: ErrorClassifier | None = None,
+        depends_on: Sequence[CircuitBreaker] = (),
+        name: str = "",
+    ) -> Subscription:
+        """Make (not start) a subscription; defaults: ``MainTopicRetry()``, ``ErrorClassifier()``."""
+        spec = SubscriptionSpec(
+            source=source,
+            handler=handler,
+            group=group,
+            retry=retry if retry is not None else MainTopicRetry(),
+            classifier=classifier if classifier is not None else ErrorClassifier(),
+            depends_on=tuple(depends_on),
+            name=name,
+        )
+        return self._subscribe(spec)
+
+    @abc.abstractmethod
+    def _subscribe(self, spec: SubscriptionSpec) -> Subscription: ...
+
+    @abc.abstractmethod
+    def add_listener(self, listener: ActivityListener) -> None:
+        """Report every :class:`Activity` to ``listener`` (called on the bus's threads)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stop every subscription and release clients; idempotent."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()

@@ -1,0 +1,637 @@
+"""The in-memory event bus: Kafka's semantics, no broker, driven by hand.
+
+It keeps what a broker would: per-topic logs split into partitions (keyed records go to
+``murmur2(key) % partitions``, like kafka-python's default partitioner; keyless records
+round-robin), consumer groups with committed positions (offset + 1 after each settled
+record), partitions assigned round-robin among a group's running subscriptions and
+reassigned (a rebalance) when one starts or stops. It executes the same
+:func:`~offsetlab.bus.retry.decide` verdicts as the Kafka bus, writes retry copies and
+dead letters with the same :mod:`~offsetlab.bus.headers`, and pauses subscriptions whose
+circuit breakers are open (forgetting pauses at a rebalance and re-pausing, like Kafka).
+
+Nothing runs in the background. :meth:`InMemoryBus.drain` delivers every record that can
+be delivered *now*; :meth:`InMemoryBus.settle` also moves a :class:`ManualClock` forward to
+the next due time (a backoff ending, a not-before time, a breaker's alive check) until
+nothing is left to do or a time budget is spent. So unit tests and E08 are deterministic.
+
+Everything the bus does is an :class:`~offsetlab.bus.interface.Activity` in
+``bus.activity`` (and sent to listeners): a timeline without pandas.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from kafka.partitioner.default import murmur2
+
+from offsetlab.bus.breaker import BreakerState, BreakerTransition, CircuitBreaker
+from offsetlab.bus.errors import (
+    BusStateError,
+    ConfigError,
+    EnvelopeError,
+    MalformedHeaders,
+    PublishError,
+)
+from offsetlab.bus.events import Event, EventRegistry
+from offsetlab.bus.headers import (
+    Headers,
+    Provenance,
+    SourceRecord,
+    attempt_of,
+    failure_headers,
+    is_copy_for,
+    not_before_of,
+    original_topic_of,
+    parse_provenance,
+)
+from offsetlab.bus.interface import (
+    Activity,
+    ActivityKind,
+    ActivityListener,
+    EventBus,
+    Receipt,
+    Subscription,
+    SubscriptionSpec,
+    SubscriptionState,
+)
+from offsetlab.bus.outcomes import Outcome, as_outcome
+from offsetlab.bus.retry import Action, Decision, decide
+
+__all__ = ["InMemoryBus", "MemorySubscription", "ManualClock", "StoredRecord"]
+
+#: Seconds a partition waits after a retry copy or dead letter could not be produced.
+REPRODUCE_FAILURE_WAIT_S = 1.0
+
+TopicPartition = tuple[str, int]
+
+
+class ManualClock:
+    """A clock that moves only when told; call it for the time in epoch seconds."""
+
+    def __init__(self, start: float = 1_767_225_600.0) -> None:  # 2026-01-01T00:00:00Z
+        self._now = float(start)
+
+    def __call__(self) -> float:
+        return self._now
+
+    def advance(self, seconds: float) -> float:
+        if seconds < 0:
+            raise ValueError(f"a clock does not go back (advance({seconds}))")
+        self._now += seconds
+        return self._now
+
+    def advance_to(self, when: float) -> float:
+        if when > self._now:
+            self._now = when
+        return self._now
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredRecord:
+    """One record in a partition's log, shaped like kafka-python's ConsumerRecord."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+    timestamp_ms: int
+    timestamp_type: str = "CreateTime"
+
+    @property
+    def provenance(self) -> Provenance:
+        return parse_provenance(self.headers)
+
+    def header(self, name: str) -> bytes | None:
+        """The last value of header ``name``."""
+        found = None
+        for key, value in self.headers:
+            if key == name:
+                found = value
+        return found
+
+
+class MemorySubscription(Subscription):
+    """A subscription on the in-memory bus; its member state mirrors a Kafka consumer's."""
+
+    def __init__(self, bus: InMemoryBus, spec: SubscriptionSpec) -> None:
+        self._bus = bus
+        self.spec = spec
+        self._state = SubscriptionState.CREATED
+        self.assignment: tuple[TopicPartition, ...] = ()
+        self.breaker_paused = False
+        self._wait_until: dict[TopicPartition, float] = {}
+        self._in_place: dict[TopicPartition, tuple[int, int]] = {}  # tp -> (offset, attempt)
+        self._removers: list[Callable[[], None]] = []
+
+    def __repr__(self) -> str:
+        return f"MemorySubscription({self.spec.name!r}, {self._state.value})"
+
+    @property
+    def state(self) -> SubscriptionState:
+        return self._state
+
+    def start(self) -> None:
+        """Join the group now (the in-memory join is immediate); deliveries happen in drain()."""
+        if self._state is SubscriptionState.RUNNING:
+            return
+        if self._state is SubscriptionState.STOPPED:
+            raise BusStateError(
+                f"subscription {self.spec.name!r} was stopped; call bus.subscribe() again"
+            )
+        self._bus._join(self)
+        self._state = SubscriptionState.RUNNING
+        for breaker in self.spec.depends_on:
+            self._removers.append(breaker.add_listener(self._on_breaker))
+        self.sync_pause("breaker open at start")
+
+    def run(self, timeout: float | None = None) -> None:
+        """Same as :meth:`start` here: the in-memory join cannot fail or take time."""
+        self.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        if self._state is not SubscriptionState.RUNNING:
+            self._state = SubscriptionState.STOPPED
+            return
+        for remove in self._removers:
+            remove()
+        self._removers.clear()
+        self._state = SubscriptionState.STOPPED
+        self._bus._leave(self)
+
+    def waiting(self) -> dict[TopicPartition, float]:
+        """Partitions paused until a due time (backoff or not-before), with that time."""
+        return dict(self._wait_until)
+
+    # -- bus-side helpers --------------------------------------------------------------
+
+    def any_breaker_open(self) -> bool:
+        return any(b.state is BreakerState.OPEN for b in self.spec.depends_on)
+
+    def sync_pause(self, why: str) -> None:
+        """Pause while a dependency's breaker is open, resume when none is."""
+        open_ = self.any_breaker_open()
+        if open_ and not self.breaker_paused:
+            self.breaker_paused = True
+            self._bus._record(ActivityKind.PAUSED, sub=self, detail=why)
+        elif not open_ and self.breaker_paused:
+            self.breaker_paused = False
+            self._bus._record(ActivityKind.RESUMED, sub=self, detail=why)
+
+    def forget_member_state(self) -> None:
+        """What a Kafka consumer loses at a rebalance: pauses, pending seeks, waits."""
+        self.breaker_paused = False
+        self._wait_until.clear()
+        self._in_place.clear()
+
+    def _on_breaker(self, transition: BreakerTransition) -> None:
+        if self._state is SubscriptionState.RUNNING:
+            self.sync_pause(
+                f"breaker {transition.breaker} {transition.previous.value} -> "
+                f"{transition.state.value}"
+            )
+
+
+class InMemoryBus(EventBus):
+    """The event bus on in-process logs; see the module docstring."""
+
+    def __init__(
+        self,
+        registry: EventRegistry,
+        *,
+        clock: Callable[[], float] | None = None,
+        default_partitions: int = 3,
+        include_stacktrace: bool = False,
+        name: str = "memory",
+    ) -> None:
+        if not isinstance(default_partitions, int) or default_partitions < 1:
+            raise ConfigError(f"InMemoryBus.default_partitions={default_partitions!r} must be >= 1")
+        self.registry = registry
+        self.clock: Callable[[], float] = clock if clock is not None else ManualClock()
+        self.default_partitions = default_partitions
+        self.include_stacktrace = include_stacktrace
+        self.name = name
+        self.activity: list[Activity] = []
+        self._listeners: list[ActivityListener] = []
+        self._logs: dict[str, list[list[StoredRecord]]] = {}
+        self._committed: dict[tuple[str, str, int], int] = {}
+        self._subscriptions: list[MemorySubscription] = []
+        self._members: dict[str, list[MemorySubscription]] = {}  # group -> running, join order
+        self._round_robin: dict[str, itertools.count[int]] = {}
+        self._faults: dict[str, list[str | None]] = {"publish": [], "reproduce": []}
+        self._watched_breakers: set[int] = set()
+        self._draining = False
+        self._closed = False
+
+    # -- topics ------------------------------------------------------------------------
+
+    def create_topic(self, topic: str, partitions: int | None = None) -> None:
+        """Create ``topic`` (no-op if it exists); ``partitions`` defaults to the bus default."""
+        count = partitions or self.default_partitions
+        if topic not in self._logs:
+            self._logs[topic] = [[] for _ in range(count)]
+
+    def topics(self) -> tuple[str, ...]:
+        return tuple(sorted(self._logs))
+
+    def partitions_for(self, topic: str) -> int:
+        self.create_topic(topic)
+        return len(self._logs[topic])
+
+    def records(self, topic: str) -> list[StoredRecord]:
+        """Every record of ``topic``, by partition then offset (empty if no such topic)."""
+        return [r for log in self._logs.get(topic, []) for r in log]
+
+    def committed(self, group: str, topic: str) -> dict[int, int]:
+        """The group's committed positions (next offset to read) per partition."""
+        return {p: o for (g, t, p), o in self._committed.items() if g == group and t == topic}
+
+    def lag(self, group: str, topic: str) -> int:
+        """Records of ``topic`` the group has not settled yet."""
+        logs = self._logs.get(topic, [])
+        return sum(len(log) - self._committed.get((group, topic, p), 0) for p, log in enumerate(logs))
+
+    # -- faults ------------------------------------------------------------------------
+
+    def fail_next(self, count: int = 1, *, topic: str | None = None,
+                  producer: str = "publish") -> None:
+        """Make the next ``count`` produces fail with ``PublishError``.
+
+        ``producer`` is ``"publish"`` (``publish``/``publish_raw``) or ``"reproduce"`` (retry
+        copies and dead letters, the Kafka bus's second producer); ``topic`` limits the fault
+        to one topic.
+        """
+        if producer not in self._faults:
+            raise ConfigError(f"fail_next(producer={producer!r}): use 'publish' or 'reproduce'")
+        self._faults[producer].extend([topic] * count)
+
+    def _take_fault(self, producer: str, topic: str) -> bool:
+        faults = self._faults[producer]
+        for i, wanted in enumerate(faults):
+            if wanted is None or wanted == topic:
+                del faults[i]
+                return True
+        return False
+
+    # -- publishing --------------------------------------------------------------------
+
+    def publish(self, event: Event) -> Receipt:
+        self._check_open("publish")
+        encoded = self.registry.encode(event)
+        return self._produce(
+            encoded.topic, encoded.key, encoded.value, encoded.headers, producer="publish",
+            event=event,
+        )
+
+    def publish_raw(
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None = None,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> Receipt:
+        self._check_open("publish_raw")
+        return self._produce(topic, key, value, tuple(headers), producer="publish")
+
+    def _produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers,
+        *,
+        producer: str,
+        event: Event | None = None,
+        partition: int | None = None,
+    ) -> Receipt:
+        if self._take_fault(producer, topic):
+            self._record(ActivityKind.PUBLISH_FAILED, topic=topic, key=key, event=event,
+                         detail=f"{producer} producer: injected fault")
+            raise PublishError(
+                f"{producer} to topic {topic!r} was not acknowledged (bootstrap servers: "
+                f"memory://{self.name}, timeout: injected fault from fail_next()); "
+                "the record was not written"
+            )
+        self.create_topic(topic)
+        logs = self._logs[topic]
+        if partition is None or partition >= len(logs):
+            if key is not None:
+                partition = (murmur2(key) & 0x7FFFFFFF) % len(logs)
+            else:
+                counter = self._round_robin.setdefault(topic, itertools.count())
+                partition = next(counter) % len(logs)
+        log = logs[partition]
+        record = StoredRecord(
+            topic=topic, partition=partition, offset=len(log), key=key, value=value,
+            headers=headers, timestamp_ms=round(self.clock() * 1000),
+        )
+        log.append(record)
+        if producer == "publish":
+            self._record(ActivityKind.PUBLISHED, topic=topic, partition=partition,
+                         offset=record.offset, key=key, event=event)
+        return Receipt(topic, partition, record.offset)
+
+    # -- subscriptions -----------------------------------------------------------------
+
+    def _subscribe(self, spec: SubscriptionSpec) -> MemorySubscription:
+        self._check_open("subscribe")
+        sub = MemorySubscription(self, spec)
+        self._subscriptions.append(sub)
+        for topic in spec.topics:
+            self.create_topic(topic, self.partitions_for(spec.topic))
+        for breaker in spec.depends_on:
+            self._watch_breaker(breaker)
+        return sub
+
+    @property
+    def subscriptions(self) -> tuple[MemorySubscription, ...]:
+        return tuple(self._subscriptions)
+
+    def _watch_breaker(self, breaker: CircuitBreaker) -> None:
+        if id(breaker) in self._watched_breakers:
+            return
+        self._watched_breakers.add(id(breaker))
+
+        def on_transition(t: BreakerTransition) -> None:
+            self._record(ActivityKind.BREAKER, detail=f"{t.breaker}: {t.previous.value} -> "
+                         f"{t.state.value} ({t.reason})")
+
+        breaker.add_listener(on_transition)
+
+    def _join(self, sub: MemorySubscription) -> None:
+        self._check_open("start")
+        members = self._members.setdefault(sub.spec.group, [])
+        members.append(sub)
+        self._rebalance(sub.spec.group, joined=sub)
+
+    def _leave(self, sub: MemorySubscription) -> None:
+        members = self._members.get(sub.spec.group, [])
+        if sub in members:
+            members.remove(sub)
+        self._record(ActivityKind.LEFT, sub=sub)
+        sub.assignment = ()
+        self._rebalance(sub.spec.group, joined=None)
+
+    def _rebalance(self, group: str, *, joined: MemorySubscription | None) -> None:
+        """Reassign the group's partitions round-robin over its members, per topic."""
+        members = self._members.get(group, [])
+        new: dict[int, list[TopicPartition]] = {id(m): [] for m in members}
+        topics = sorted({t for m in members for t in m.spec.topics})
+        for topic in topics:
+            takers = [m for m in members if topic in m.spec.topics]
+            for p in range(self.partitions_for(topic)):
+                new[id(takers[p % len(takers)])].append((topic, p))
+        for member in members:
+            member.assignment = tuple(new[id(member)])
+            member.forget_member_state()
+            kind = ActivityKind.JOINED if member is joined else ActivityKind.REBALANCED
+            self._record(kind, sub=member, detail="assigned " + ", ".join(
+                f"{t}[{p}]" for t, p in member.assignment))
+            if member is not joined:
+                member.sync_pause("re-paused after rebalance: breaker open")
+
+    # -- delivering --------------------------------------------------------------------
+
+    def drain(self, max_deliveries: int = 100_000) -> int:
+        """Deliver every record deliverable now (one per partition per pass, fairly).
+
+        Returns the number of records handled (delivered or skipped). Raises
+        ``BusStateError`` if ``max_deliveries`` is reached (a loop that never settles).
+        """
+        if self._draining:
+            raise BusStateError("drain()/settle() called from inside a handler; return instead")
+        self._draining = True
+        try:
+            handled = 0
+            while True:
+                progressed = False
+                for sub in list(self._subscriptions):
+                    if sub.state is not SubscriptionState.RUNNING:
+                        continue
+                    for breaker in sub.spec.depends_on:
+                        breaker.tick()
+                    for tp in sub.assignment:
+                        if sub.state is not SubscriptionState.RUNNING:
+                            break
+                        if self._deliver_one(sub, tp):
+                            handled += 1
+                            progressed = True
+                            if handled >= max_deliveries:
+                                raise BusStateError(
+                                    f"drain() handled {handled} records without settling; "
+                                    "a retry loop with no end? raise max_deliveries if not"
+                                )
+                if not progressed:
+                    return handled
+        finally:
+            self._draining = False
+
+    def next_wakeup(self) -> float | None:
+        """The earliest future time at which something becomes deliverable or probed."""
+        now = self.clock()
+        times: list[float] = []
+        for sub in self._subscriptions:
+            if sub.state is not SubscriptionState.RUNNING:
+                continue
+            times.extend(t for t in sub.waiting().values() if t > now)
+            for breaker in sub.spec.depends_on:
+                if breaker.next_probe_at is not None:
+                    times.append(breaker.next_probe_at)
+        return min(times) if times else None
+
+    def settle(self, max_time_s: float = 3600.0, max_deliveries: int = 100_000) -> int:
+        """``drain``, then move the ManualClock to the next wake-up, until quiet.
+
+        Stops when nothing is waiting, or when the next wake-up is more than ``max_time_s``
+        (clock seconds) after the call. Returns the records handled.
+        """
+        if not isinstance(self.clock, ManualClock):
+            raise BusStateError(
+                "settle() moves time and needs InMemoryBus(clock=ManualClock()); with a real "
+                "clock, call drain() in a loop"
+            )
+        deadline = self.clock() + max_time_s
+        handled = 0
+        while True:
+            handled += self.drain(max_deliveries=max_deliveries - handled)
+            wake = self.next_wakeup()
+            if wake is None or wake > deadline:
+                return handled
+            self.clock.advance_to(wake)
+
+    def _deliver_one(self, sub: MemorySubscription, tp: TopicPartition) -> bool:
+        if sub.breaker_paused:
+            return False
+        topic, partition = tp
+        group = sub.spec.group
+        now = self.clock()
+        wait = sub._wait_until.get(tp)
+        if wait is not None:
+            if wait > now:
+                return False
+            del sub._wait_until[tp]
+            self._record(ActivityKind.RESUMED, sub=sub, topic=topic, partition=partition,
+                         detail="due time reached")
+        log = self._logs[topic][partition]
+        position = self._committed.get((group, topic, partition), 0)
+        if position >= len(log):
+            return False
+        record = log[position]
+        header_error: MalformedHeaders | None = None
+        attempt, origin = 1, topic
+        try:
+            if not is_copy_for(record.headers, group):
+                self._commit(group, record)
+                self._record(ActivityKind.SKIPPED, sub=sub, record=record,
+                             detail="retry copy of another consumer group")
+                return True
+            not_before = not_before_of(record.headers)
+            attempt = attempt_of(record.headers)
+            origin = original_topic_of(record.headers, default=topic)
+        except MalformedHeaders as exc:
+            header_error, not_before = exc, None
+        if not_before is not None and not_before > now:
+            sub._wait_until[tp] = not_before
+            self._record(ActivityKind.WAITING, sub=sub, record=record, attempt=attempt,
+                         detail=f"not before +{not_before - now:.3f}s: partition paused")
+            return False
+        in_place = sub._in_place.get(tp)
+        if in_place is not None and in_place[0] == record.offset:
+            attempt = in_place[1]
+        result: Outcome | BaseException
+        event: Event | None = None
+        try:
+            if header_error is not None:
+                raise header_error
+            event = self.registry.decode(record.value)
+        except EnvelopeError as exc:
+            result = exc
+        else:
+            if not sub.spec.accepts(event):
+                self._commit(group, record)
+                self._record(ActivityKind.SKIPPED, sub=sub, record=record, event=event,
+                             detail=f"event type {event.event_type} not subscribed")
+                return True
+        self._record(ActivityKind.DELIVERED, sub=sub, record=record, event=event,
+                     attempt=attempt)
+        if event is not None:
+            try:
+                result = as_outcome(sub.spec.handler(event))
+            except Exception as exc:  # classified by the subscription, not here
+                result = exc
+        decision = decide(sub.spec.retry, attempt=attempt, result=result,
+                          classifier=sub.spec.classifier, topic=origin, now=self.clock())
+        self._execute(sub, record, event, decision)
+        return True
+
+    def _execute(self, sub: MemorySubscription, record: StoredRecord, event: Event | None,
+                 decision: Decision) -> None:
+        group = sub.spec.group
+        tp = (record.topic, record.partition)
+        if decision.action is Action.SETTLE:
+            sub._in_place.pop(tp, None)
+            self._commit(group, record)
+            self._record(ActivityKind.SETTLED, sub=sub, record=record, event=event,
+                         attempt=decision.attempt)
+            return
+        if decision.action is Action.SEEK_BACK:
+            sub._in_place[tp] = (record.offset, decision.attempt)
+            if decision.not_before is not None and decision.delay_s > 0:
+                sub._wait_until[tp] = decision.not_before
+            self._record(ActivityKind.SEEK_BACK, sub=sub, record=record, event=event,
+                         attempt=decision.attempt,
+                         detail=f"{decision.reason}; wait {decision.delay_s:.3f}s")
+            return
+        assert decision.target_topic is not None
+        headers = failure_headers(
+            record.headers,
+            source=SourceRecord(topic=record.topic, partition=record.partition,
+                                offset=record.offset, timestamp_ms=record.timestamp_ms,
+                                timestamp_type=record.timestamp_type),
+            group=group, attempt=decision.attempt, reason=decision.reason,
+            error=decision.error,
+            not_before=decision.not_before if decision.action is Action.REPRODUCE else None,
+            include_stacktrace=self.include_stacktrace,
+        )
+        self.create_topic(decision.target_topic, self.partitions_for(record.topic))
+        try:
+            receipt = self._produce(decision.target_topic, record.key, record.value, headers,
+                                    producer="reproduce", event=event,
+                                    partition=record.partition)
+        except PublishError as exc:
+            sub._wait_until[tp] = self.clock() + REPRODUCE_FAILURE_WAIT_S
+            self._record(ActivityKind.PUBLISH_FAILED, sub=sub, record=record, event=event,
+                         attempt=decision.attempt, target_topic=decision.target_topic,
+                         detail=f"{exc}; not committed, redelivered after "
+                                f"{REPRODUCE_FAILURE_WAIT_S:g}s")
+            return
+        sub._in_place.pop(tp, None)
+        self._commit(group, record)
+        kind = (ActivityKind.REPRODUCED if decision.action is Action.REPRODUCE
+                else ActivityKind.DEAD_LETTERED)
+        self._record(kind, sub=sub, record=record, event=event, attempt=decision.attempt,
+                     target_topic=receipt.topic, detail=decision.reason)
+
+    def _commit(self, group: str, record: StoredRecord) -> None:
+        self._committed[(group, record.topic, record.partition)] = record.offset + 1
+
+    # -- activity ----------------------------------------------------------------------
+
+    def add_listener(self, listener: ActivityListener) -> None:
+        self._listeners.append(listener)
+
+    def activities(self, kind: ActivityKind | None = None) -> list[Activity]:
+        return [a for a in self.activity if kind is None or a.kind is kind]
+
+    def _record(
+        self,
+        kind: ActivityKind,
+        *,
+        sub: MemorySubscription | None = None,
+        record: StoredRecord | None = None,
+        event: Event | None = None,
+        topic: str | None = None,
+        partition: int | None = None,
+        offset: int | None = None,
+        key: bytes | None = None,
+        attempt: int | None = None,
+        target_topic: str | None = None,
+        detail: str = "",
+    ) -> None:
+        if record is not None:
+            topic, partition, offset, key = record.topic, record.partition, record.offset, record.key
+        activity = Activity(
+            kind=kind,
+            at=self.clock(),
+            subscription=sub.spec.name if sub else None,
+            group=sub.spec.group if sub else None,
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            key=key.decode("utf-8", "replace") if key is not None else None,
+            event_type=event.event_type if event else None,
+            event_id=event.event_id if event else None,
+            attempt=attempt,
+            target_topic=target_topic,
+            detail=detail,
+        )
+        self.activity.append(activity)
+        for listener in list(self._listeners):
+            listener(activity)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def _check_open(self, what: str) -> None:
+        if self._closed:
+            raise BusStateError(f"{what}() on a closed InMemoryBus {self.name!r}; make a new bus")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        for sub in self._subscriptions:
+            sub.stop()
+        self._closed = True
