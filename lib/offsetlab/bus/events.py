@@ -165,10 +165,17 @@ def _from_json_value(value: Any, annotation: Any) -> Any:
 class EventRegistry:
     """Maps ``event_type`` names to event classes, and encodes/decodes the envelope."""
 
-    def __init__(self, event_classes: Iterable[type[Event]] = ()) -> None:
+    def __init__(self, event_classes: Iterable[type[Event]] = (), *, topic_prefix: str = "") -> None:
+        """``topic_prefix`` is put before every event class's ``topic`` on the wire (tests
+        use a uuid prefix so runs on one broker never share topics)."""
         self._classes: dict[str, type[Event]] = {}
+        self.topic_prefix = topic_prefix
         for cls in event_classes:
             self.register(cls)
+
+    def topic_for(self, cls: type[Event]) -> str:
+        """The topic events of ``cls`` are published to (``topic_prefix`` + ``cls.topic``)."""
+        return f"{self.topic_prefix}{getattr(cls, 'topic', '')}"
 
     def register(self, cls: type[Event]) -> type[Event]:
         """Register an event class (usable as a class decorator); returns it."""
@@ -201,7 +208,8 @@ class EventRegistry:
         return tuple(sorted(self._classes))
 
     def classes_for_topic(self, topic: str) -> tuple[type[Event], ...]:
-        return tuple(c for c in self._classes.values() if c.topic == topic)
+        """The registered classes published to (prefixed) ``topic``."""
+        return tuple(c for c in self._classes.values() if self.topic_for(c) == topic)
 
     def class_for(self, event_type: str) -> type[Event]:
         try:
@@ -239,7 +247,7 @@ class EventRegistry:
             ) from exc
         key = event.key
         return EncodedEvent(
-            topic=cls.topic,
+            topic=self.topic_for(cls),
             key=None if key is None else str(key).encode(),
             value=value,
             headers=(

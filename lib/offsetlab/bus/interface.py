@@ -69,8 +69,10 @@ class SubscriptionSpec:
     """What a subscription consumes, who handles it, and how failures are treated.
 
     ``source`` is an event class (its topic; records of other event types on that topic
-    are skipped) or a topic name (every event on it). ``depends_on`` breakers pause the
-    subscription's partitions while any of them is open.
+    are skipped) or a topic name (every event on it). ``topic`` is the main topic consumed;
+    the bus fills it in from its registry (which may add a prefix); left empty it is the
+    class's ``topic`` or the name given. ``depends_on`` breakers pause the subscription's
+    partitions while any of them is open.
     """
 
     source: type[Event] | str
@@ -80,6 +82,7 @@ class SubscriptionSpec:
     classifier: ErrorClassifier = field(default_factory=ErrorClassifier)
     depends_on: tuple[CircuitBreaker, ...] = ()
     name: str = ""
+    topic: str = ""
 
     def __post_init__(self) -> None:
         if isinstance(self.source, str):
@@ -104,14 +107,12 @@ class SubscriptionSpec:
             raise ConfigError(f"subscribe(classifier={self.classifier!r}): use an ErrorClassifier")
         if not all(isinstance(b, CircuitBreaker) for b in self.depends_on):
             raise ConfigError("subscribe(depends_on=...): give a tuple of CircuitBreaker objects")
+        if not self.topic:
+            topic = self.source if isinstance(self.source, str) else self.source.topic
+            object.__setattr__(self, "topic", topic)
         if not self.name:
             handler_name = getattr(self.handler, "__qualname__", type(self.handler).__name__)
             object.__setattr__(self, "name", f"{self.group}:{handler_name}")
-
-    @property
-    def topic(self) -> str:
-        """The main topic consumed."""
-        return self.source if isinstance(self.source, str) else self.source.topic
 
     @property
     def event_type(self) -> str | None:
@@ -238,7 +239,10 @@ class EventBus(abc.ABC):
         name: str = "",
     ) -> Subscription:
         """Make (not start) a subscription; defaults: ``MainTopicRetry()``, ``ErrorClassifier()``."""
+        is_event_class = isinstance(source, type) and issubclass(source, Event)
+        topic = self.registry.topic_for(source) if is_event_class else ""  # type: ignore[arg-type]
         spec = SubscriptionSpec(
+            topic=topic,
             source=source,
             handler=handler,
             group=group,
