@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 
-class Capability(str, enum.Enum):
+class Capability(enum.StrEnum):
     """What a broker kind can do beyond producing and consuming."""
 
     CONFIGURABLE = "configurable"  #: broker settings (rebalance delay, auto-create, ...) are ours to set

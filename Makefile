@@ -1,0 +1,59 @@
+# One check command for newcomers and CI: `make test`. The main job: `make run`.
+# Set-up is idempotent: nothing is reinstalled unless pyproject.toml changed.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+NBVAL_OPTS := --nbval --nbval-sanitize-with notebooks/nbval_sanitize.cfg --nbval-cell-timeout 180 \
+              --nbval-current-env -p no:cacheprovider
+PROFILE ?= fast
+
+.PHONY: setup test unit integration nbval lint run lab notebooks clean-runs
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+# venv + Python packages + the Kafka jars (fetched once into ~/.cache/offsetlab by Maven)
+setup: $(STAMP)
+	@$(BIN)/python -c "from offsetlab.brokers import ensure_kafka_jars; print('kafka jars:', ensure_kafka_jars())"
+
+lint: setup
+	$(BIN)/ruff check lib tests
+
+unit: setup
+	$(BIN)/pytest tests/unit -q
+
+integration: setup
+	$(BIN)/pytest tests/integration -q
+
+nbval: setup
+	$(BIN)/pytest $(NBVAL_OPTS) notebooks -q
+
+# Everything: lint, unit + integration tests, then nbval over every notebook (each starts its
+# own broker). pytest's exit 5 (nothing collected) counts as a failure here: a test command
+# that runs nothing must not pass.
+test: setup
+	$(BIN)/ruff check lib tests
+	$(BIN)/pytest tests -q --durations=10
+	$(BIN)/pytest $(NBVAL_OPTS) notebooks -q
+
+# The main job: every notebook headless through papermill (broker auto) into data/runs/<run-id>/
+run: setup
+	$(BIN)/offsetlab run --profile $(PROFILE) --broker auto
+
+lab: setup
+	$(BIN)/jupyter lab notebooks
+
+# Re-execute every notebook in place on the embedded Kafka: the committed outputs that nbval checks.
+notebooks: setup
+	@for nb in notebooks/[0-9]*.ipynb; do \
+	  echo "== $$nb"; \
+	  $(BIN)/papermill --cwd notebooks -k python3 "$$nb" "$$nb" || exit 1; \
+	done
+
+clean-runs:
+	rm -rf data/runs data/scratch

@@ -1,0 +1,5 @@
+import sys
+
+from offsetlab.cli import main
+
+sys.exit(main())

@@ -1,0 +1,114 @@
+"""What every notebook does the same way: its broker(s), its output folder, its findings.
+
+A notebook's first code cells::
+
+    lab = NotebookSession("01_run_blocking", bootstrap_servers=bootstrap_servers,
+                          broker_kind=broker_kind, run_id=run_id)
+    broker = lab.broker            # started here unless bootstrap_servers was given
+
+and its last cell ``lab.close()``. Brokers also stop if the kernel dies (guard process) or
+exits (atexit). Findings go through :meth:`NotebookSession.finding` so that they are printed
+in one format (``name: value``) and saved to ``findings.json`` beside the other outputs.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+from offsetlab.brokers import BrokerHandle, Capability, start_broker
+
+from .paths import output_dir
+
+log = logging.getLogger(__name__)
+
+
+class NotebookSession:
+    """One notebook run: the shared broker, dedicated brokers, outputs and findings."""
+
+    def __init__(self, name: str, *, bootstrap_servers: str | None = None,
+                 broker_kind: str = "kafka", run_id: str | None = None,
+                 broker_settings: Mapping[str, Any] | None = None) -> None:
+        self.name = name
+        self.broker_kind = "external" if bootstrap_servers else broker_kind
+        self.run_id = run_id
+        self.out: Path = output_dir(name, run_id)
+        self.findings: dict[str, Any] = {}
+        self.measurements: dict[str, Any] = {}
+        self._stack = ExitStack()
+        # Client logs go to a file beside the outputs: a warning printed on stderr would be an
+        # output nbval compares, and it is not a finding.
+        logging.basicConfig(level=logging.INFO, force=True,
+                            handlers=[logging.FileHandler(self.out / "notebook.log", mode="w")],
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self._closed = False
+        atexit.register(self.close)
+        t0 = time.monotonic()
+        self.broker: BrokerHandle = self._stack.enter_context(
+            start_broker(self.broker_kind, bootstrap_servers=bootstrap_servers,
+                         settings=broker_settings if self.broker_kind == "kafka" else None))
+        self.measure("broker_ready_s", round(time.monotonic() - t0, 2))
+
+    # -- brokers -------------------------------------------------------------------------
+    def can_dedicate(self, *, settings: bool = False, restart: bool = False) -> tuple[bool, str]:
+        """Whether this notebook's broker kind can start a dedicated broker with its own
+        settings / restartable; and why not."""
+        if self.broker_kind == "external":
+            return False, "an external broker is not ours to configure or restart"
+        if settings and self.broker_kind != "kafka":
+            return False, f"a {self.broker_kind!r} broker takes no broker settings"
+        if restart and self.broker_kind != "kafka":
+            return False, f"a {self.broker_kind!r} broker cannot be restarted in place"
+        return True, ""
+
+    @contextmanager
+    def dedicated(self, settings: Mapping[str, Any] | None = None, *,
+                  restart: bool = False) -> Iterator[BrokerHandle | None]:
+        """A broker of this notebook's kind for one part (own settings, stop/restart).
+        Yields None where the kind cannot provide one; the caller states that as a finding."""
+        ok, why = self.can_dedicate(settings=bool(settings), restart=restart)
+        if not ok:
+            log.warning("dedicated broker skipped: %s", why)
+            yield None
+            return
+        with start_broker(self.broker_kind, settings=settings or None) as broker:
+            if restart:
+                assert broker.can(Capability.RESTARTABLE)
+            yield broker
+
+    # -- results -------------------------------------------------------------------------
+    def finding(self, name: str, value: Any) -> None:
+        """Print and save one deterministic finding (bool, count, sorted list, class name)."""
+        self.findings[name] = value
+        print(f"{name}: {value}")
+        self._save("findings.json", self.findings)
+
+    def measure(self, name: str, value: Any) -> Any:
+        """Save one measured number (times, ratios): shown only in cells nbval ignores."""
+        self.measurements[name] = value
+        self._save("measurements.json", self.measurements)
+        return value
+
+    def save_frame(self, name: str, frame: Any) -> Path:
+        path = self.out / f"{name}.csv"
+        frame.to_csv(path, index=False)
+        return path
+
+    def save_figure(self, name: str, fig: Any) -> Path:
+        path = self.out / f"{name}.png"
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        return path
+
+    def _save(self, filename: str, data: Mapping[str, Any]) -> None:
+        (self.out / filename).write_text(json.dumps(data, indent=2, default=str, sort_keys=True) + "\n")
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._stack.close()
