@@ -7,7 +7,8 @@
     ├── RunnerError                  the consumer runner
     │   ├── JoinFailed               start()/run() could not join the group (wraps the cause)
     │   ├── JoinTimeout              run(timeout) waited longer than timeout for the join
-    │   └── RunnerStateError         a call that the runner's state does not allow
+    │   ├── RunnerStateError         a call that the runner's state does not allow
+    │   └── StopTimeout              stop(timeout) waited longer than timeout for the thread
     ├── EnvelopeError                bytes on the wire are not one of our events
     │   ├── MalformedEnvelope        not JSON / missing fields / wrong shapes
     │   ├── UnknownEventType         a well-formed envelope of a type nobody registered
@@ -34,6 +35,7 @@ __all__ = [
     "JoinFailed",
     "JoinTimeout",
     "RunnerStateError",
+    "StopTimeout",
     "EnvelopeError",
     "MalformedEnvelope",
     "UnknownEventType",
@@ -67,6 +69,10 @@ class JoinTimeout(RunnerError, TimeoutError):
 
 class RunnerStateError(RunnerError):
     """A call the runner's current state does not allow (e.g. subscribe while running)."""
+
+
+class StopTimeout(RunnerError, TimeoutError):
+    """``stop(timeout)`` gave up waiting for the runner thread (a handler still running?)."""
 
 
 class EnvelopeError(BusError):
