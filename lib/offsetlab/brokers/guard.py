@@ -83,4 +83,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    # os._exit: a daemon thread blocked reading stdin would make a normal interpreter
+    # shutdown abort (SIGABRT) while it tries to take the stdin buffer's lock.
+    code = main(sys.argv[1:])
+    os._exit(code if code >= 0 else 128 - code)
