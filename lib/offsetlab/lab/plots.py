@@ -14,7 +14,8 @@ notebook, make the figure the cell's last expression (or ``display(fig)``) and s
   beside them with ``label_offsets=True``); ``produce_failed`` hollow triangles;
 - a red X for every ``what`` in :data:`ERROR_EVENTS` (``crash``, ``error``, ...);
 - ``assigned`` / ``revoked`` / ``lost`` / ``rebalance`` as short vertical strokes on the lane,
-  and a dotted vertical line across all lanes for each ``rebalance``;
+  and a dotted vertical line across all lanes for each kind in ``group_lines`` (default
+  ``rebalance`` and ``lost``: events that concern the whole group);
 - ``commit`` as a small black tick; any other instant as a grey dot with its name.
 """
 
@@ -89,6 +90,7 @@ def _intervals(rows: pd.DataFrame, t_end: float) -> list[tuple[str, str, float, 
 def plot_timeline(frame: pd.DataFrame, ax: Axes | None = None, *,
                   lanes: Sequence[str] | None = None, label_offsets: bool = False,
                   title: str | None = None, annotate_other: bool = True,
+                  group_lines: Iterable[str] = ("rebalance", "lost"),
                   figsize: tuple[float, float] | None = None) -> Figure:
     """Draw a timeline frame: one lane per client, time on the x axis (seconds)."""
     lane_names = list(lanes) if lanes is not None else list(dict.fromkeys(map(str, frame.who)))
@@ -101,6 +103,7 @@ def plot_timeline(frame: pd.DataFrame, ax: Axes | None = None, *,
             ax.set_title(title)
         return fig
     y = {name: i for i, name in enumerate(lane_names)}
+    group_lines = frozenset(group_lines)
     frame = frame[frame.who.astype(str).isin(y)]
     t_end = float(frame.t.max()) if len(frame) else 0.0
     legend: dict[str, Any] = {}
@@ -155,7 +158,7 @@ def plot_timeline(frame: pd.DataFrame, ax: Axes | None = None, *,
         ys = [y[str(w)] for w in rows.who]
         ax.vlines(rows.t, [v - _LANE_HEIGHT / 2 for v in ys], [v + _LANE_HEIGHT / 2 for v in ys],
                   colors=color, linewidth=2, zorder=2)
-        if what == "rebalance":
+        if what in group_lines:
             for t in rows.t:
                 ax.axvline(float(t), color=color, linestyle=":", linewidth=0.8, zorder=0)
         legend.setdefault(f"member:{what}", Line2D([], [], color=color, linewidth=2, label=what))

@@ -112,8 +112,10 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, enum.Enum):
         return jsonable(value.value)
     if isinstance(value, BaseException):
-        text = str(value)
-        return f"{type(value).__name__}: {text}" if text else type(value).__name__
+        name, text = type(value).__name__, str(value)
+        if not text or text == name or text.startswith(f"{name}: "):  # kafka errors name themselves
+            return text or name
+        return f"{name}: {text}"
     if type(value).__name__ == "TopicPartition" and hasattr(value, "partition"):
         return f"{value.topic}:{value.partition}"
     if type(value).__name__ == "OffsetAndMetadata" and hasattr(value, "offset"):
@@ -388,8 +390,11 @@ def runner_listener(timeline: Timeline, who: str | None = None) -> Callable[[Any
     ``runner``; every other field goes into the row's ``detail`` (read generically, so new
     fields appear without a change here). The lane is ``who`` or the event's ``runner``.
     Special cases: ``group_join`` with a ``duration_s`` becomes a ``join`` interval ending at
-    ``at``; ``pause``/``resume`` become the start/end rows of a ``pause`` interval; a ``crash``
-    keeps its error as ``"ClassName: message"`` in ``detail['error']``.
+    ``at``; ``pause``/``resume`` become the start/end rows of a ``pause`` interval; a
+    ``rebalance`` becomes a row named by its phase (``assigned``/``revoked``/``lost``, as the
+    raw consumer's :class:`TimelineRebalanceListener` writes them); a ``crash`` keeps its
+    error as ``"ClassName: message"`` in ``detail['error']``. When an event's partitions are
+    all of one topic, ``topic`` is set and partitions are listed as numbers.
     """
 
     def listener(event: Any) -> None:
@@ -410,8 +415,8 @@ def _record_lifecycle(timeline: Timeline, who: str | None, event: Any) -> None:
     at = fields.pop("at", None)
     runner = fields.pop("runner", None)
     lane = who or (str(jsonable(runner)) if runner is not None else "runner")
-    detail = {name: jsonable(value) for name, value in fields.items()}
     topic = _single_topic(fields)
+    detail = {name: _partitions_value(value, topic) for name, value in fields.items()}
     if kind == "group_join":
         duration = fields.get("duration_s")
         if isinstance(duration, int | float) and at is not None:
@@ -424,7 +429,26 @@ def _record_lifecycle(timeline: Timeline, who: str | None, event: Any) -> None:
         what, phase = _INTERVAL_EVENTS[kind]
         timeline.record(lane, what, phase=phase, at=at, topic=topic, detail=detail)
         return
+    if kind == "rebalance" and isinstance(fields.get("phase"), str):
+        # the same names as TimelineRebalanceListener's rows: assigned / revoked / lost
+        detail.pop("phase")
+        timeline.record(lane, fields["phase"], at=at, topic=topic, detail=detail)
+        return
     timeline.record(lane, kind, at=at, topic=topic, detail=detail or None)
+
+
+def _is_tp(value: Any) -> bool:
+    return type(value).__name__ == "TopicPartition" and hasattr(value, "partition")
+
+
+def _partitions_value(value: Any, topic: str | None) -> Any:
+    """A collection of TopicPartitions as :class:`TimelineRebalanceListener` writes them
+    (sorted partition numbers when the event names one topic); anything else via
+    :func:`jsonable`."""
+    if (topic is not None and isinstance(value, list | tuple | set | frozenset) and value
+            and all(_is_tp(v) for v in value)):
+        return sorted(v.partition for v in value)
+    return jsonable(value)
 
 
 def _single_topic(fields: Mapping[str, Any]) -> str | None:
@@ -435,6 +459,6 @@ def _single_topic(fields: Mapping[str, Any]) -> str | None:
         if isinstance(items, str | bytes) or not isinstance(items, Iterable):
             continue
         for item in items:
-            if type(item).__name__ == "TopicPartition":
+            if _is_tp(item):
                 topics.add(item.topic)
     return next(iter(topics)) if len(topics) == 1 else None
