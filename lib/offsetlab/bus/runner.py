@@ -109,6 +109,30 @@ def _sorted(tps: Iterable[TopicPartition]) -> tuple[TopicPartition, ...]:
     return tuple(sorted(tps))
 
 
+def _reap_io_threads(before: set[int | None], client_id: str) -> int:
+    """Stop IO threads a failed ``KafkaConsumer(...)`` left behind; return how many.
+
+    kafka-python 3.0.12 starts its IO thread (``kafka-io-<client_id>``) before it bootstraps
+    in ``KafkaConsumer.__init__`` and does not stop it when the bootstrap fails (e.g. the
+    broker is unreachable), so every failed construction would leak a thread. The thread's
+    target is the bound ``NetworkSelector.run_forever``; closing that selector ends it.
+    Best effort: threads started by others under the same client id may be missed.
+    """
+    reaped = 0
+    for thread in threading.enumerate():
+        if thread.name != f"kafka-io-{client_id}" or thread.ident in before:
+            continue
+        selector = getattr(getattr(thread, "_target", None), "__self__", None)
+        close = getattr(selector, "close", None)
+        if callable(close):
+            try:
+                close()
+                reaped += 1
+            except Exception:
+                _log.warning("could not stop leaked kafka IO thread %s", thread.name, exc_info=True)
+    return reaped
+
+
 class JoinHandle:
     """Completes once, when the runner's first group join succeeded or failed.
 
@@ -639,10 +663,12 @@ class ConsumerRunner:
             self._handle._fail(self._join_failed(exc))
 
     def _join_failed(self, exc: BaseException) -> JoinFailed:
+        detail = str(exc)
+        if not detail.startswith(type(exc).__name__):
+            detail = f"{type(exc).__name__}: {detail}"
         failed = JoinFailed(
             f"runner {self.name!r} could not join group {self.config.group_id!r} on "
-            f"{self.config.bootstrap_servers} for topics {list(self.config.topics)}: "
-            f"{type(exc).__name__}: {exc}"
+            f"{self.config.bootstrap_servers} for topics {list(self.config.topics)}: {detail}"
         )
         failed.__cause__ = exc
         return failed
@@ -652,6 +678,7 @@ class ConsumerRunner:
         self._incarnation += 1
         self._joined = False
         self._set_state(RunnerState.STARTING)
+        before = {t.ident for t in threading.enumerate()}
         try:
             if self._stop_requested.is_set():
                 self._graceful_stop()
@@ -659,6 +686,7 @@ class ConsumerRunner:
             self._consumer = self._factory(**self.config.kafka_kwargs())
         except Exception as exc:
             self._consumer = None
+            _reap_io_threads(before, self.name)
             return exc
         self._emit(Connect(at=time.monotonic(), runner=self.name, incarnation=self._incarnation))
         try:
