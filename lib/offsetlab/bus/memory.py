@@ -309,8 +309,9 @@ class InMemoryBus(EventBus):
         partition: int | None = None,
     ) -> Receipt:
         if self._take_fault(producer, topic):
-            self._record(ActivityKind.PUBLISH_FAILED, topic=topic, key=key, event=event,
-                         detail=f"{producer} producer: injected fault")
+            if producer == "publish":  # a failed re-produce is recorded by _execute
+                self._record(ActivityKind.PUBLISH_FAILED, topic=topic, key=key, event=event,
+                             detail="publish producer: injected fault")
             raise PublishError(
                 f"{producer} to topic {topic!r} was not acknowledged (bootstrap servers: "
                 f"memory://{self.name}, timeout: injected fault from fail_next()); "
