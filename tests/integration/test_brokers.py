@@ -40,6 +40,11 @@ def wait_gone(text: str, timeout_s: float = 30) -> list[str]:
     return left
 
 
+# Tansu answers a first JoinGroup after about half the session timeout (23 s at kafka-python's
+# default 45 s, 3 s at 6 s), so the group tests use a short session timeout on every kind.
+FAST_GROUP = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}
+
+
 def round_trip(broker) -> list[bytes]:
     topic = unique("rt")
     producer = KafkaProducer(**broker.clients())
@@ -47,7 +52,7 @@ def round_trip(broker) -> list[bytes]:
         producer.send(topic, key=b"k", value=f"v{i}".encode()).get(timeout=30)
     producer.close()
     consumer = KafkaConsumer(topic, **broker.clients(group_id=unique("g"), auto_offset_reset="earliest",
-                                                      enable_auto_commit=False))
+                                                      enable_auto_commit=False, **FAST_GROUP))
     values: list[bytes] = []
     deadline = time.monotonic() + 30
     while len(values) < 5 and time.monotonic() < deadline:
@@ -71,7 +76,7 @@ def test_tansu_round_trip(tansu_broker):
 def test_two_consumers_split_three_partitions(kind, request):
     broker = request.getfixturevalue(f"{kind}_broker")
     topic = create_topic(broker, unique("split"), 3)
-    group = RawGroup(broker, topic, unique("g"), ["a", "b"])
+    group = RawGroup(broker, topic, unique("g"), ["a", "b"], **FAST_GROUP)
     try:
         assignment = group.wait_assigned(3, timeout_s=60)
         produced = produce(broker, topic, [(f"k{i}", str(i)) for i in range(30)])
