@@ -38,6 +38,7 @@ import struct
 import traceback
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from offsetlab.bus.errors import MalformedHeaders
 
@@ -103,6 +104,7 @@ _MAX_STACKTRACE = 8000
 Header = tuple[str, bytes]
 Headers = tuple[Header, ...]
 
+_TIMESTAMP_TYPES = {0: "CreateTime", 1: "LogAppendTime"}
 _INT = struct.Struct(">i")
 _LONG = struct.Struct(">q")
 
@@ -116,6 +118,21 @@ class SourceRecord:
     offset: int
     timestamp_ms: int | None = None
     timestamp_type: str | None = None
+
+    @classmethod
+    def of(cls, record: Any) -> SourceRecord:
+        """From a kafka-python ``ConsumerRecord`` (``timestamp``, int ``timestamp_type``:
+        0 CreateTime, 1 LogAppendTime) or anything with ``timestamp_ms``/str
+        ``timestamp_type`` (the in-memory bus's records)."""
+        ts = getattr(record, "timestamp_ms", None)
+        if ts is None:
+            ts = getattr(record, "timestamp", None)
+        kind = getattr(record, "timestamp_type", None)
+        if isinstance(kind, int) and not isinstance(kind, bool):
+            kind = _TIMESTAMP_TYPES.get(kind)
+        return cls(topic=record.topic, partition=record.partition, offset=record.offset,
+                   timestamp_ms=ts if isinstance(ts, int) and ts >= 0 else None,
+                   timestamp_type=kind if isinstance(kind, str) else None)
 
 
 @dataclass(frozen=True, kw_only=True)

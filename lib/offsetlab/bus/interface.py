@@ -22,6 +22,11 @@ A handler takes the decoded event and returns an :mod:`~offsetlab.bus.outcomes` 
 
 Both buses report what they do as :class:`Activity` records to listeners (and the in-memory
 bus keeps them in a list), so a notebook can draw one timeline for either.
+
+:func:`process_record` is the per-record rule book both buses follow (skip another group's
+retry copy, wait for a not-before time, hold while a dependency's breaker is open, decode,
+filter by event type, call the handler, :func:`~offsetlab.bus.retry.decide`); the buses
+only carry out its :class:`Verdict` (commit, seek, pause, produce).
 """
 
 from __future__ import annotations
@@ -30,15 +35,23 @@ import abc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 from offsetlab.bus.aggregate import AggregateRoot, publish_for_aggregate
-from offsetlab.bus.breaker import CircuitBreaker
+from offsetlab.bus.breaker import BreakerState, CircuitBreaker
 from offsetlab.bus.classify import ErrorClassifier
-from offsetlab.bus.errors import ConfigError
+from offsetlab.bus.errors import ConfigError, EnvelopeError, MalformedHeaders
 from offsetlab.bus.events import Event, EventRegistry
-from offsetlab.bus.outcomes import Outcome
-from offsetlab.bus.retry import InPlaceRetry, MainTopicRetry, RetryStrategy, RetryTopicRetry
+from offsetlab.bus.headers import attempt_of, is_copy_for, not_before_of, original_topic_of
+from offsetlab.bus.outcomes import Outcome, as_outcome
+from offsetlab.bus.retry import (
+    Decision,
+    InPlaceRetry,
+    MainTopicRetry,
+    RetryStrategy,
+    RetryTopicRetry,
+    decide,
+)
 
 __all__ = [
     "Handler",
@@ -50,6 +63,10 @@ __all__ = [
     "Activity",
     "ActivityKind",
     "ActivityListener",
+    "ConsumedRecord",
+    "Verdict",
+    "VerdictKind",
+    "process_record",
 ]
 
 Handler = Callable[[Event], Outcome | None]
@@ -269,3 +286,110 @@ class EventBus(abc.ABC):
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
+
+
+# -- the per-record rule book ----------------------------------------------------------
+
+
+class ConsumedRecord(Protocol):
+    """What :func:`process_record` reads from a record (kafka-python's ConsumerRecord and
+    the in-memory bus's StoredRecord both fit)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Any: ...  # a sequence of (str, bytes | None)
+
+
+class VerdictKind(StrEnum):
+    """What the bus must do with a consumed record."""
+
+    SKIP = "skip"
+    """Not for this subscription (another group's retry copy, another event type):
+    commit offset + 1 without calling the handler."""
+    WAIT = "wait"
+    """Its not-before time is in the future: leave the position on it, pause the partition
+    until ``Verdict.not_before``, keep polling."""
+    HOLD = "hold"
+    """A breaker the subscription depends on is open: leave the position on it (seek back
+    if it was fetched), pause the partition, resume when the breaker half-opens."""
+    DECIDED = "decided"
+    """The handler ran (or the record could not be decoded): carry out ``Verdict.decision``."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Verdict:
+    kind: VerdictKind
+    attempt: int = 1
+    event: Event | None = None
+    decision: Decision | None = None
+    not_before: float | None = None
+    detail: str = ""
+
+
+def process_record(
+    spec: SubscriptionSpec,
+    registry: EventRegistry,
+    record: ConsumedRecord,
+    *,
+    now: Callable[[], float],
+    group: str | None = None,
+    attempt_override: int | None = None,
+    on_delivery: Callable[[Event | None, int], None] | None = None,
+) -> Verdict:
+    """Apply the shared rules to one consumed record; calls the handler at most once.
+
+    ``group`` defaults to ``spec.group``; ``attempt_override`` is the in-place retry
+    count the bus keeps for a record it sought back to (in-place retries write no header);
+    ``on_delivery(event_or_None, attempt)`` is called just before the handler runs (or
+    before an undecodable record is decided), for timelines. ``now`` is called after the
+    handler returns, so backoff and not-before times start when the attempt ended.
+    """
+    group = group or spec.group
+    headers = record.headers or ()
+    header_error: MalformedHeaders | None = None
+    attempt, origin, not_before = 1, record.topic, None
+    try:
+        if not is_copy_for(headers, group):
+            return Verdict(kind=VerdictKind.SKIP, detail="retry copy of another consumer group")
+        not_before = not_before_of(headers)
+        attempt = attempt_of(headers)
+        origin = original_topic_of(headers, default=record.topic)
+    except MalformedHeaders as exc:
+        header_error = exc
+    if not_before is not None and not_before > now():
+        return Verdict(kind=VerdictKind.WAIT, attempt=attempt, not_before=not_before,
+                       detail=f"not before +{not_before - now():.3f}s: partition paused")
+    if any(b.state is BreakerState.OPEN for b in spec.depends_on):
+        names = ", ".join(b.name for b in spec.depends_on if b.state is BreakerState.OPEN)
+        return Verdict(kind=VerdictKind.HOLD, attempt=attempt, detail=f"breaker open: {names}")
+    if attempt_override is not None:
+        attempt = attempt_override
+    result: Outcome | BaseException
+    event: Event | None = None
+    try:
+        if header_error is not None:
+            raise header_error
+        event = registry.decode(record.value)
+    except EnvelopeError as exc:
+        result = exc
+    else:
+        if not spec.accepts(event):
+            return Verdict(kind=VerdictKind.SKIP, event=event,
+                           detail=f"event type {event.event_type} not subscribed")
+    if on_delivery is not None:
+        on_delivery(event, attempt)
+    if event is not None:
+        try:
+            result = as_outcome(spec.handler(event))
+        except Exception as exc:  # classified by the subscription's error classifier
+            result = exc
+    decision = decide(spec.retry, attempt=attempt, result=result, classifier=spec.classifier,
+                      topic=origin, now=now())
+    return Verdict(kind=VerdictKind.DECIDED, attempt=attempt, event=event, decision=decision)

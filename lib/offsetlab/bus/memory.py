@@ -27,23 +27,13 @@ from dataclasses import dataclass
 from kafka.partitioner.default import murmur2
 
 from offsetlab.bus.breaker import BreakerState, BreakerTransition, CircuitBreaker
-from offsetlab.bus.errors import (
-    BusStateError,
-    ConfigError,
-    EnvelopeError,
-    MalformedHeaders,
-    PublishError,
-)
+from offsetlab.bus.errors import BusStateError, ConfigError, PublishError
 from offsetlab.bus.events import Event, EventRegistry
 from offsetlab.bus.headers import (
     Headers,
     Provenance,
     SourceRecord,
-    attempt_of,
     failure_headers,
-    is_copy_for,
-    not_before_of,
-    original_topic_of,
     parse_provenance,
 )
 from offsetlab.bus.interface import (
@@ -55,9 +45,10 @@ from offsetlab.bus.interface import (
     Subscription,
     SubscriptionSpec,
     SubscriptionState,
+    VerdictKind,
+    process_record,
 )
-from offsetlab.bus.outcomes import Outcome, as_outcome
-from offsetlab.bus.retry import Action, Decision, decide
+from offsetlab.bus.retry import Action, Decision
 
 __all__ = ["InMemoryBus", "MemorySubscription", "ManualClock", "StoredRecord"]
 
@@ -482,51 +473,31 @@ class InMemoryBus(EventBus):
         if position >= len(log):
             return False
         record = log[position]
-        header_error: MalformedHeaders | None = None
-        attempt, origin = 1, topic
-        try:
-            if not is_copy_for(record.headers, group):
-                self._commit(group, record)
-                self._record(ActivityKind.SKIPPED, sub=sub, record=record,
-                             detail="retry copy of another consumer group")
-                return True
-            not_before = not_before_of(record.headers)
-            attempt = attempt_of(record.headers)
-            origin = original_topic_of(record.headers, default=topic)
-        except MalformedHeaders as exc:
-            header_error, not_before = exc, None
-        if not_before is not None and not_before > now:
-            sub._wait_until[tp] = not_before
-            self._record(ActivityKind.WAITING, sub=sub, record=record, attempt=attempt,
-                         detail=f"not before +{not_before - now:.3f}s: partition paused")
-            return False
         in_place = sub._in_place.get(tp)
-        if in_place is not None and in_place[0] == record.offset:
-            attempt = in_place[1]
-        result: Outcome | BaseException
-        event: Event | None = None
-        try:
-            if header_error is not None:
-                raise header_error
-            event = self.registry.decode(record.value)
-        except EnvelopeError as exc:
-            result = exc
-        else:
-            if not sub.spec.accepts(event):
-                self._commit(group, record)
-                self._record(ActivityKind.SKIPPED, sub=sub, record=record, event=event,
-                             detail=f"event type {event.event_type} not subscribed")
-                return True
-        self._record(ActivityKind.DELIVERED, sub=sub, record=record, event=event,
-                     attempt=attempt)
-        if event is not None:
-            try:
-                result = as_outcome(sub.spec.handler(event))
-            except Exception as exc:  # classified by the subscription, not here
-                result = exc
-        decision = decide(sub.spec.retry, attempt=attempt, result=result,
-                          classifier=sub.spec.classifier, topic=origin, now=self.clock())
-        self._execute(sub, record, event, decision)
+        override = in_place[1] if in_place is not None and in_place[0] == record.offset else None
+
+        def delivered(event: Event | None, attempt: int) -> None:
+            self._record(ActivityKind.DELIVERED, sub=sub, record=record, event=event,
+                         attempt=attempt)
+
+        verdict = process_record(sub.spec, self.registry, record, now=self.clock,
+                                 attempt_override=override, on_delivery=delivered)
+        if verdict.kind is VerdictKind.SKIP:
+            self._commit(group, record)
+            self._record(ActivityKind.SKIPPED, sub=sub, record=record, event=verdict.event,
+                         detail=verdict.detail)
+            return True
+        if verdict.kind is VerdictKind.WAIT:
+            assert verdict.not_before is not None
+            sub._wait_until[tp] = verdict.not_before
+            self._record(ActivityKind.WAITING, sub=sub, record=record, attempt=verdict.attempt,
+                         detail=verdict.detail)
+            return False
+        if verdict.kind is VerdictKind.HOLD:
+            sub.sync_pause(verdict.detail)
+            return False
+        assert verdict.decision is not None
+        self._execute(sub, record, verdict.event, verdict.decision)
         return True
 
     def _execute(self, sub: MemorySubscription, record: StoredRecord, event: Event | None,
@@ -550,9 +521,7 @@ class InMemoryBus(EventBus):
         assert decision.target_topic is not None
         headers = failure_headers(
             record.headers,
-            source=SourceRecord(topic=record.topic, partition=record.partition,
-                                offset=record.offset, timestamp_ms=record.timestamp_ms,
-                                timestamp_type=record.timestamp_type),
+            source=SourceRecord.of(record),
             group=group, attempt=decision.attempt, reason=decision.reason,
             error=decision.error,
             not_before=decision.not_before if decision.action is Action.REPRODUCE else None,
