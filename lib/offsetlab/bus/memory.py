@@ -16,6 +16,11 @@ nothing is left to do or a time budget is spent. So unit tests and E08 are deter
 
 Everything the bus does is an :class:`~offsetlab.bus.interface.Activity` in
 ``bus.activity`` (and sent to listeners): a timeline without pandas.
+
+Like a Kafka consumer, a member forgets its pauses, pending seeks and in-place retry
+counts at a rebalance (the record is redelivered from the committed position; an in-place
+retry count starts again, a header-carried attempt does not). The bus is single-threaded:
+call it from one thread (handlers run inside ``drain``/``settle``, and may publish).
 """
 
 from __future__ import annotations
