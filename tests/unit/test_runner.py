@@ -448,3 +448,54 @@ def test_stop_before_start_and_event_kinds_are_strings(cluster: FakeCluster) -> 
         r.start()
     assert cluster.consumers == []
     assert LifecycleKind.GROUP_JOIN == "group_join"
+
+
+def test_handler_pausing_its_partition_skips_the_rest_of_the_batch(cluster: FakeCluster, runners: list[ConsumerRunner]) -> None:
+    for i in range(4):
+        cluster.produce("t", 0, b"m%d" % i)
+    holder: list[ConsumerRunner] = []
+    seen: list[int] = []
+
+    def handler(m: object) -> None:
+        seen.append(m.offset)  # type: ignore[attr-defined]
+        if m.offset == 1:  # type: ignore[attr-defined]
+            holder[0].pause([T0])  # e.g. a breaker opened: on the runner thread, applies at once
+
+    rec = Recorder()
+    r = make(runners, cluster, rec, handler=handler)
+    holder.append(r)
+    r.run(timeout=10)
+    wait_for(lambda: cluster.committed.get(T0) == 2, what="commit up to the pause")
+    time.sleep(0.1)
+    assert seen == [0, 1]  # 2 and 3 were skipped, not handled while paused
+    assert ("seek", T0, 2) in cluster.consumers[0].calls
+    r.resume([T0]).result(timeout=5)
+    wait_for(lambda: cluster.committed.get(T0) == 4, what="the rest after resume")
+    assert seen == [0, 1, 2, 3]
+
+
+def test_pause_after_stop_is_refused(cluster: FakeCluster, runners: list[ConsumerRunner]) -> None:
+    rec = Recorder()
+    r = make(runners, cluster, rec, handler=lambda m: None)
+    r.run(timeout=10)
+    r.stop(timeout=5)
+    with pytest.raises(RunnerStateError):
+        r.pause([T0]).result(timeout=5)
+
+
+class Interrupt(BaseException):
+    """Stands in for KeyboardInterrupt/SystemExit (not an Exception)."""
+
+
+def test_base_exception_in_handler_closes_and_never_restarts(cluster: FakeCluster, runners: list[ConsumerRunner]) -> None:
+    cluster.produce("t", 0, b"x")
+
+    def handler(m: object) -> None:
+        raise Interrupt()
+
+    rec = Recorder()
+    r = make(runners, cluster, rec, handler=handler)
+    r.run(timeout=10)
+    wait_for(lambda: r.state is RunnerState.CRASHED, what="CRASHED")
+    assert [c.restart for c in rec.of(Crash)] == [False]
+    assert cluster.consumers[0].closed and rec.kinds()[-1] == "disconnect"

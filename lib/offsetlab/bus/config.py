@@ -40,7 +40,8 @@ class CrashPolicy:
       and resume from the committed offsets. ``False``: close and end in ``CRASHED``.
     - ``max_restarts``: stop restarting after this many restarts (``None``: never give up).
     - ``fatal``: exception types that never restart, whatever ``restart`` says (KafkaJS
-      treats its non-retriable errors the same way).
+      treats its non-retriable errors the same way). Exceptions that are not
+      ``Exception`` (``KeyboardInterrupt``, ``SystemExit``) never restart either.
 
     A failure *before the first group join* (bad bootstrap, invalid topic, authorization) is
     never restarted: it fails the :class:`~offsetlab.bus.runner.JoinHandle` instead, so the
@@ -81,6 +82,8 @@ class CrashPolicy:
     def decide(self, error: BaseException, restarts_so_far: int) -> bool:
         """True if a crash with ``error`` after ``restarts_so_far`` restarts should restart."""
         if not self.restart or isinstance(error, self.fatal):
+            return False
+        if not isinstance(error, Exception):  # KeyboardInterrupt, SystemExit: never restart
             return False
         return self.max_restarts is None or restarts_so_far < self.max_restarts
 

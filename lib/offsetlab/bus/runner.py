@@ -229,6 +229,7 @@ class BatchContext:
         return (
             tp in self._sought
             or tp in self._paused_here
+            or tp in self._runner.paused()
             or self._runner._stop_requested.is_set()
         )
 
@@ -487,9 +488,23 @@ class ConsumerRunner:
         future: Future[None] = Future()
         if threading.current_thread() is self._thread:
             self._run_command(fn, future)
+        elif self.state in (RunnerState.STOPPED, RunnerState.CRASHED):
+            future.set_exception(self._ended_error())
         else:
             self._commands.append((fn, future))
         return future
+
+    def _ended_error(self) -> RunnerStateError:
+        return RunnerStateError(
+            f"runner {self.name!r} is {self.state.value}: pause()/resume() need a running "
+            f"runner; build a new ConsumerRunner"
+        )
+
+    def _fail_commands(self) -> None:
+        while self._commands:
+            _, future = self._commands.popleft()
+            if not future.done():
+                future.set_exception(self._ended_error())
 
     @staticmethod
     def _run_command(fn: Callable[[], None], future: Future[None]) -> None:
@@ -661,6 +676,14 @@ class ConsumerRunner:
             _log.exception("runner %s: internal error", self.name)
             self._set_state(RunnerState.CRASHED)
             self._handle._fail(self._join_failed(exc))
+            consumer, self._consumer = self._consumer, None
+            if consumer is not None:
+                try:
+                    consumer.close(autocommit=False, timeout_ms=self.config.close_timeout_ms)
+                except Exception:
+                    _log.exception("runner %s: close() after internal error raised", self.name)
+        finally:
+            self._fail_commands()
 
     def _join_failed(self, exc: BaseException) -> JoinFailed:
         detail = str(exc)
@@ -684,7 +707,7 @@ class ConsumerRunner:
                 self._graceful_stop()
                 return None
             self._consumer = self._factory(**self.config.kafka_kwargs())
-        except Exception as exc:
+        except BaseException as exc:
             self._consumer = None
             _reap_io_threads(before, self.name)
             return exc
@@ -708,7 +731,7 @@ class ConsumerRunner:
                     self._handle_records(polled)
                 if self._on_tick is not None:
                     self._on_tick(BatchContext(self, ()))
-        except Exception as exc:
+        except BaseException as exc:  # KeyboardInterrupt in a handler too: close, never restart
             self._process_notes_safely()
             return exc
 
