@@ -351,6 +351,7 @@ def run_suite(config: SuiteConfig, *, broker_factory: BrokerFactory | None = Non
             result.notebooks[current] = "interrupted"
         _skip_rest(record, result, "the run was interrupted")
         result.status = "interrupted"
+        bar.write("interrupted: the broker is stopped; the partial run stays readable")
     finally:
         bar.close()
         record.doc.update(status=result.status, finished_at=_now(),
@@ -437,6 +438,10 @@ def main(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"error: {exc}")
         return 2
+    if not getattr(args, "verbose", False):
+        # the broker start-up probe retries connections and kafka-python logs every refusal;
+        # a broker that never answers surfaces as a BrokerError in run.json and the report
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM stops like Ctrl-C
     try:
         result = run_suite(config)
