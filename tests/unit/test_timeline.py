@@ -271,3 +271,26 @@ def test_jsonable_makes_kafka_and_python_values_plain() -> None:
     assert jsonable(RuntimeError()) == "RuntimeError"
     assert jsonable(KafkaTimeoutError()) == "KafkaTimeoutError"
     assert json.dumps(jsonable({"e": RuntimeError(), "tp": (TopicPartition("a", 0),)}))
+
+
+def test_deliveries_count_each_message_and_who_consumed_it() -> None:
+    from offsetlab.lab.timeline import deliveries
+
+    tl = Timeline()
+    for p, o, k in [(0, 0, "a"), (0, 1, "b"), (1, 0, "c")]:
+        tl.record("producer", "produced", topic="t", partition=p, offset=o, key=k)
+    tl.record("c1", "consumed", topic="t", partition=0, offset=0, key="a")
+    tl.record("c2", "consumed", topic="t", partition=0, offset=0, key="a")  # redelivered
+    tl.record("c1", "consumed", topic="t", partition=0, offset=0, key="a")
+    tl.record("c2", "consumed", topic="t", partition=1, offset=0, key="c")
+    tl.record("c2", "commit", detail={"offsets": {"t:1": 1}})
+    out = deliveries(tl.to_frame())
+    assert out.to_dict("records") == [
+        {"topic": "t", "partition": 0, "offset": 0, "key": "a", "produced": 1, "consumed": 3,
+         "consumers": ("c1", "c2")},
+        {"topic": "t", "partition": 0, "offset": 1, "key": "b", "produced": 1, "consumed": 0,
+         "consumers": ()},
+        {"topic": "t", "partition": 1, "offset": 0, "key": "c", "produced": 1, "consumed": 1,
+         "consumers": ("c2",)},
+    ]
+    assert deliveries(Timeline().to_frame()).empty

@@ -85,8 +85,9 @@ def test_messages_errors_and_legend() -> None:
 
 
 def test_an_empty_timeline_says_so_and_an_existing_axes_is_used() -> None:
-    fig = plot_timeline(Timeline().to_frame())
-    assert "no events recorded" in [t.get_text() for t in fig.axes[0].texts]
+    for empty in (Timeline().to_frame(), Timeline()):  # a frame, or the timeline itself
+        fig = plot_timeline(empty)
+        assert "no events recorded" in [t.get_text() for t in fig.axes[0].texts]
     host = Figure()
     ax = host.add_subplot()
     assert plot_timeline(_scenario(), ax=ax) is host

@@ -87,12 +87,15 @@ def _intervals(rows: pd.DataFrame, t_end: float) -> list[tuple[str, str, float, 
     return out
 
 
-def plot_timeline(frame: pd.DataFrame, ax: Axes | None = None, *,
+def plot_timeline(frame: pd.DataFrame | Any, ax: Axes | None = None, *,
                   lanes: Sequence[str] | None = None, label_offsets: bool = False,
                   title: str | None = None, annotate_other: bool = True,
                   group_lines: Iterable[str] = ("rebalance", "lost"),
                   figsize: tuple[float, float] | None = None) -> Figure:
-    """Draw a timeline frame: one lane per client, time on the x axis (seconds)."""
+    """Draw a timeline (a :class:`~offsetlab.lab.timeline.Timeline` or its frame): one lane
+    per client, time on the x axis (seconds)."""
+    if hasattr(frame, "to_frame") and not hasattr(frame, "columns"):
+        frame = frame.to_frame()
     lane_names = list(lanes) if lanes is not None else list(dict.fromkeys(map(str, frame.who)))
     height = max(2.2, 0.7 * len(lane_names) + 1.4)
     fig, ax = _axes(ax, figsize or (10.0, height))

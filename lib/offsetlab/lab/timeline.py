@@ -24,7 +24,8 @@ Attach it to the clients of an experiment:
 
 :meth:`Timeline.to_frame` gives a pandas DataFrame sorted by time, :meth:`Timeline.save` writes
 ``<name>.csv`` (for people and pandas) and ``<name>.json`` (lossless, read back by
-:meth:`Timeline.load`), and :func:`offsetlab.lab.plots.plot_timeline` draws it.
+:meth:`Timeline.load`), :func:`deliveries` counts per message how often it was produced and
+consumed (and by whom), and :func:`offsetlab.lab.plots.plot_timeline` draws it.
 
 Recording is cheap and never raises into the client that triggered it: callbacks run on
 kafka-python's IO thread, where an exception would be logged and lost (producer) or propagate
@@ -61,6 +62,7 @@ __all__ = [
     "record_consumed",
     "TimelineRebalanceListener",
     "runner_listener",
+    "deliveries",
     "jsonable",
 ]
 
@@ -462,3 +464,32 @@ def _single_topic(fields: Mapping[str, Any]) -> str | None:
             if _is_tp(item):
                 topics.add(item.topic)
     return next(iter(topics)) if len(topics) == 1 else None
+
+
+# -- reading a frame ---------------------------------------------------------------------
+def deliveries(frame: pd.DataFrame, *, produced: str = "produced",
+               consumed: str = "consumed") -> pd.DataFrame:
+    """One row per message (topic, partition, offset) seen produced or consumed.
+
+    Columns: ``topic``, ``partition``, ``offset``, ``key``, ``produced`` and ``consumed``
+    (how many rows of each), ``consumers`` (sorted tuple of the lanes that consumed it).
+    ``consumed == 1`` for every row is "every message consumed exactly once"; ``consumed > 1``
+    are redeliveries; ``produced == 1 and consumed == 0`` are messages never consumed.
+    """
+    import pandas as pd
+
+    rows = frame[frame.what.isin([produced, consumed]) & frame.offset.notna()]
+    columns = ["topic", "partition", "offset", "key", "produced", "consumed", "consumers"]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    keys = ["topic", "partition", "offset"]
+    grouped = rows.groupby(keys, sort=True, dropna=False)
+    out = grouped.agg(
+        key=("key", "first"),
+        produced=("what", lambda w: int((w == produced).sum())),
+        consumed=("what", lambda w: int((w == consumed).sum())),
+    ).reset_index()
+    who = rows[rows.what == consumed].groupby(keys, dropna=False).who.agg(
+        lambda w: tuple(sorted(set(map(str, w)))))
+    out["consumers"] = [who.get(tuple(k), ()) for k in out[keys].itertuples(index=False)]
+    return out[columns]
