@@ -117,3 +117,31 @@ def test_memory_bus_publish_for_aggregate_writes_only_acknowledged_records() -> 
     bus.publish_for_aggregate(thing)
     assert len(bus.records("steps")) == 2 and len(bus.records("audit")) == 1
     assert thing.pending_events == ()
+
+
+def test_concurrent_publishers_of_one_aggregate_send_each_event_once() -> None:
+    import threading
+    import time
+
+    thing = _thing(*range(50))
+    sent: list[int] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(4)
+
+    def slow_publish(event: Event) -> None:
+        assert isinstance(event, Step)
+        time.sleep(0.001)  # a broker round trip, so the threads overlap
+        with lock:
+            sent.append(event.n)
+
+    def worker() -> None:
+        barrier.wait(timeout=10)
+        publish_for_aggregate(thing, slow_publish)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert not any(t.is_alive() for t in threads)
+    assert sent == list(range(50)) and thing.pending_events == ()

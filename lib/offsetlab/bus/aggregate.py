@@ -29,6 +29,9 @@ class AggregateRoot:
     def __init__(self) -> None:
         self._pending_events: list[Event] = []
         self._events_lock = threading.Lock()
+        # held for a whole publish_for_aggregate, so two threads publishing the same
+        # aggregate (a redelivery racing the next handler) never send an event twice
+        self.publishing_lock = threading.RLock()
 
     @property
     def pending_events(self) -> tuple[Event, ...]:
@@ -66,20 +69,21 @@ def publish_for_aggregate(
     acknowledged the event and raise ``PublishError`` when it did not.
     """
     published: list[Event] = []
-    for event in aggregate.pending_events:
-        try:
-            publish(event)
-        except PublishError as exc:
-            unpublished = aggregate.pending_events
-            raise AggregatePublishError(
-                f"published {len(published)} of {len(published) + len(unpublished)} events of "
-                f"{aggregate.aggregate_label()}; {event.event_type} (event_id {event.event_id}) "
-                f"to topic {event.topic!r} was not acknowledged ({exc}); it and "
-                f"{len(unpublished) - 1} later event(s) stay on the aggregate: call "
-                "publish_for_aggregate again once the broker is reachable",
-                published=tuple(published),
-                unpublished=unpublished,
-            ) from exc
-        aggregate.mark_published(event)
-        published.append(event)
+    with aggregate.publishing_lock:
+        for event in aggregate.pending_events:
+            try:
+                publish(event)
+            except PublishError as exc:
+                unpublished = aggregate.pending_events
+                raise AggregatePublishError(
+                    f"published {len(published)} of {len(published) + len(unpublished)} "
+                    f"events of {aggregate.aggregate_label()}; {event.event_type} (event_id "
+                    f"{event.event_id}) to topic {event.topic!r} was not acknowledged ({exc}); "
+                    f"it and {len(unpublished) - 1} later event(s) stay on the aggregate: call "
+                    "publish_for_aggregate again once the broker is reachable",
+                    published=tuple(published),
+                    unpublished=unpublished,
+                ) from exc
+            aggregate.mark_published(event)
+            published.append(event)
     return published
