@@ -88,7 +88,16 @@ class FakeConsumer:
         """On the next poll: revoke everything, then assign ``partitions`` (eager protocol)."""
         self._next_assignment = set(partitions)
 
+    def lose_then_rejoin(self) -> None:
+        """On the next poll: the member was evicted (on_partitions_lost), then rejoins."""
+        self._lost = True
+        self._next_assignment = set(self.assigned)
+
     def _assign(self, new: set[TopicPartition]) -> None:
+        if getattr(self, "_lost", False):
+            self._lost = False
+            self.listener.on_partitions_lost(set(self.assigned))
+            self.assigned = set()
         self.listener.on_partitions_revoked(set(self.assigned))
         self.assigned = set(new)
         self.paused_set.clear()  # kafka-python forgets pauses on rebalance

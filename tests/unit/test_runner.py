@@ -499,3 +499,17 @@ def test_base_exception_in_handler_closes_and_never_restarts(cluster: FakeCluste
     wait_for(lambda: r.state is RunnerState.CRASHED, what="CRASHED")
     assert [c.restart for c in rec.of(Crash)] == [False]
     assert cluster.consumers[0].closed and rec.kinds()[-1] == "disconnect"
+
+
+def test_lost_partitions_are_reported_as_lost(cluster: FakeCluster, runners: list[ConsumerRunner]) -> None:
+    rec = Recorder()
+    r = make(runners, cluster, rec, handler=lambda m: None)
+    r.run(timeout=10)
+    consumer: FakeConsumer = cluster.consumers[0]
+    consumer.lose_then_rejoin()
+    wait_for(lambda: consumer.generation == 2, what="rejoin")
+    wait_for(lambda: len([e for e in rec.of(Rebalance) if e.phase == "assigned"]) == 2,
+             what="second assignment event")
+    phases = [e.phase for e in rec.of(Rebalance)]
+    assert phases == ["assigned", "lost", "assigned"]  # no empty "revoked" after the loss
+    assert len(rec.of(GroupJoin)) == 1 and r.assignment() == {T0, T1}

@@ -649,7 +649,7 @@ class ConsumerRunner:
                         continue
                     self._handler(record)
                     ctx.settle(record)
-        except Exception:
+        except BaseException:
             try:
                 self._finish_batch(ctx)
             except Exception:  # the handler's error is the crash; this one is only logged
