@@ -172,6 +172,20 @@ def test_recorded_send_records_a_failure_with_its_class() -> None:
     assert producer.flushed == 1
 
 
+def test_recorded_send_records_and_reraises_a_send_that_raises() -> None:
+    class RaisingProducer(FakeProducer):
+        def send(self, topic: str, value: Any = None, key: Any = None, **kwargs: Any) -> Future:
+            raise KafkaTimeoutError("Failed to update metadata after 1.0 secs.")
+
+    tl = Timeline()
+    with pytest.raises(KafkaTimeoutError):
+        recorded_send(RaisingProducer(), tl, "producer", "missing-topic", b"v")
+    row = tl.rows()[0]
+    assert (row.what, row.topic) == ("produce_failed", "missing-topic")
+    assert row.detail == {"error": "KafkaTimeoutError: Failed to update metadata after 1.0 secs.",
+                          "raised_by": "send"}
+
+
 # -- consumer ------------------------------------------------------------------------------
 def _record(topic: str, partition: int, offset: int, key: bytes | None) -> ConsumerRecord:
     return ConsumerRecord(topic, partition, -1, offset, 0, 0, key, b"value", [], None, 1, 5, 0)

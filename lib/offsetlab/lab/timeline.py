@@ -286,7 +286,8 @@ def recorded_send(producer: Any, timeline: Timeline, who: str, topic: str, value
 
     When the broker acknowledges: a ``produced`` row (topic, partition, offset from the
     ``RecordMetadata``; the time is the acknowledgement's, on the producer's IO thread). When
-    it fails: a ``produce_failed`` row with the error. ``record_send`` also records a ``send``
+    it fails (also when ``send`` itself raises, which is re-raised): a ``produce_failed`` row
+    with the error. ``record_send`` also records a ``send``
     row at the call. Returns the send future unchanged, so ``.get(timeout=...)`` still works.
     """
     if record_send:
@@ -306,7 +307,12 @@ def recorded_send(producer: Any, timeline: Timeline, who: str, topic: str, value
         except Exception:
             log.exception("timeline: could not record a failed send")
 
-    future = producer.send(topic, value=value, key=key, **send_kwargs)
+    try:
+        future = producer.send(topic, value=value, key=key, **send_kwargs)
+    except Exception as exc:  # raised at the call (metadata wait timed out, record too large)
+        timeline.record(who, "produce_failed", topic=topic, key=key,
+                        detail={**(detail or {}), "error": jsonable(exc), "raised_by": "send"})
+        raise
     future.add_callback(on_ack)
     future.add_errback(on_error)
     return future
