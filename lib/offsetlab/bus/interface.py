@@ -166,12 +166,20 @@ class Subscription(abc.ABC):
     def state(self) -> SubscriptionState: ...
 
     @abc.abstractmethod
-    def start(self) -> None:
-        """Begin consuming and return at once (the group join completes in the background)."""
+    def start(self) -> Any:
+        """Begin consuming and return at once (the group join completes in the background).
+
+        The Kafka bus returns the runner's ``JoinHandle``; the in-memory bus joins at once
+        and returns ``None``.
+        """
 
     @abc.abstractmethod
-    def run(self, timeout: float | None = None) -> None:
-        """Start if needed and return once the group join completed; raise if it failed."""
+    def run(self, timeout: float | None = None) -> Any:
+        """Start if needed and return once the group join completed; raise if it failed.
+
+        The Kafka bus returns the runner's ``GroupJoin`` event (``JoinFailed`` /
+        ``JoinTimeout`` on failure); the in-memory bus returns ``None``.
+        """
 
     @abc.abstractmethod
     def stop(self, timeout: float | None = None) -> None:
