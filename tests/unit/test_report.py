@@ -132,6 +132,7 @@ def test_report_page_is_self_contained_and_complete(run_dir: Path) -> None:
     # the skipped notebook: its question comes from the source notebook
     assert "E05 The main topic as its own retry queue" in page
     assert "not executed" in page and "the run was interrupted" in page
+    assert "<h2>E01 Does <code>run()</code> block?" in page
     assert "join_s" in page and "0.42" in page
 
 

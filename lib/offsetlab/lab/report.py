@@ -22,6 +22,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import re
 import string
 from collections.abc import Iterable, Mapping
 from importlib import resources
@@ -154,6 +155,11 @@ def _markdown(text: str) -> str:
     return str(mistune.create_markdown(escape=True, plugins=["table", "strikethrough"])(text))
 
 
+def _inline(text: str) -> str:
+    """A heading's text as HTML: escaped, with `code` spans kept as code."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
 def _status(status: str) -> str:
     cls = status if status in ("passed", "failed", "interrupted", "running", "skipped",
                                "pending") else "unknown"
@@ -175,7 +181,7 @@ def _duration(value: Any) -> str:
 
 def _section(s: Mapping[str, Any]) -> str:
     parts = [f'<section class="experiment" id="{html.escape(s["name"])}">',
-             f'<h2>{html.escape(s["title"])} {_status(s["status"])}</h2>',
+             f'<h2>{_inline(s["title"])} {_status(s["status"])}</h2>',
              f'<p class="meta"><code>{html.escape(s["name"])}</code> &middot; '
              f'{_duration(s["duration_s"])}'
              + (f' &middot; executed notebook <code>{html.escape(s["output"])}</code>'
@@ -183,11 +189,16 @@ def _section(s: Mapping[str, Any]) -> str:
     if s["error"]:
         err = s["error"]
         cell = f" (cell {err['cell']})" if err.get("cell") is not None else ""
-        parts.append(f'<pre class="error">{html.escape(str(err.get("type")))}{cell}: '
+        cls = "note" if err.get("type") == "Skipped" else "error"
+        parts.append(f'<pre class="{cls}">{html.escape(str(err.get("type")))}{cell}: '
                      f'{html.escape(str(err.get("message")))}</pre>')
     parts.append("<h3>Question</h3>")
-    parts.append(f'<div class="question">{_markdown(s["question"])}</div>' if s["question"]
-                 else '<p class="none">no markdown cell</p>')
+    if s["question"]:
+        parts.append(f'<div class="question">{_markdown(s["question"])}</div>')
+    elif s["title"] == s["name"]:
+        parts.append('<p class="none">no markdown cell</p>')
+    else:
+        parts.append('<p class="none">(the title above is all the first markdown cell says)</p>')
     parts.append("<h3>Findings</h3>")
     parts.append(f'<pre class="findings">{html.escape(s["findings"])}</pre>' if s["findings"]
                  else '<p class="none">no findings output (no cell tagged <code>findings</code>, '
@@ -246,7 +257,7 @@ def render_report(run_dir: str | Path) -> str:
         header += (f'<pre class="error">{html.escape(str(err.get("stage", "run")))}: '
                    f'{html.escape(str(err.get("type")))}: {html.escape(str(err.get("message")))}</pre>')
     toc = "<table><tr><th>experiment</th><th>status</th><th>duration</th></tr>" + "".join(
-        f'<tr><td><a href="#{html.escape(s["name"])}">{html.escape(s["title"])}</a></td>'
+        f'<tr><td><a href="#{html.escape(s["name"])}">{_inline(s["title"])}</a></td>'
         f'<td>{_status(s["status"])}</td><td>{_duration(s["duration_s"])}</td></tr>'
         for s in summaries) + "</table>"
     template = string.Template(resources.files(__package__).joinpath("report.html").read_text())
