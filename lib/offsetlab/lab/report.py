@@ -275,3 +275,10 @@ def write_report(run_dir: str | Path) -> Path:
     tmp.write_text(render_report(run_dir), encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+if __name__ == "__main__":  # python -m offsetlab.lab.report data/runs/<run-id>: write it again
+    import sys
+
+    for folder in sys.argv[1:] or ["."]:
+        print(write_report(folder))
