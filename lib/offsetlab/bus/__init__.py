@@ -1,0 +1,106 @@
+"""offsetlab.bus: the event-bus adapter the seed never finished, on kafka-python.
+
+Extractable: it imports kafka-python and the standard library only (a test checks it).
+
+* Events and their envelope: :class:`Event`, :class:`EventRegistry`; aggregates that keep an
+  event until the broker acknowledged it: :class:`AggregateRoot`, :func:`publish_for_aggregate`.
+* One interface (:class:`EventBus`, :class:`Subscription`), two buses: :class:`InMemoryBus`
+  and :class:`KafkaBus`.
+* Handler outcomes :class:`Ok` / :class:`Retry` / :class:`Reject`; the subscription's
+  *error classifier* (:class:`ErrorClassifier`) and *retry strategy* (:class:`InPlaceRetry`,
+  :class:`MainTopicRetry`, :class:`RetryTopicRetry`, each ending in a dead-letter topic); the
+  dependency :class:`CircuitBreaker`.
+* The consumer runner (:class:`ConsumerRunner`): KafkaJS's ``run()`` shape on a thread that
+  owns one KafkaConsumer, with a *crash policy* (:class:`CrashPolicy`) and typed lifecycle
+  events.
+* Errors: one root, :class:`BusError`; the tree is drawn in :mod:`offsetlab.bus.errors`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .aggregate import AggregateRoot, publish_for_aggregate
+from .breaker import BreakerState, BreakerTransition, CircuitBreaker
+from .classify import Classification, ErrorClassifier
+from .config import CrashPolicy, RunnerConfig
+from .errors import (
+    AggregatePublishError,
+    BusError,
+    BusStateError,
+    ConfigError,
+    DependencyUnavailable,
+    EnvelopeError,
+    JoinFailed,
+    JoinTimeout,
+    MalformedEnvelope,
+    MalformedHeaders,
+    PublishError,
+    RunnerError,
+    RunnerStateError,
+    StopTimeout,
+    UnknownEventType,
+)
+from .events import Event, EventRegistry
+from .interface import (
+    Activity,
+    ActivityKind,
+    EventBus,
+    Subscription,
+    SubscriptionSpec,
+    SubscriptionState,
+)
+from .lifecycle import (
+    Commit,
+    Connect,
+    Crash,
+    Disconnect,
+    GroupJoin,
+    LifecycleEvent,
+    LifecycleKind,
+    Pause,
+    Rebalance,
+    Resume,
+    RunnerState,
+    Stop,
+)
+from .memory import InMemoryBus, ManualClock
+from .outcomes import Ok, Outcome, Reject, Retry
+from .retry import (
+    Backoff,
+    InPlaceRetry,
+    MainTopicRetry,
+    RetryStrategy,
+    RetryTopicRetry,
+    dead_letter_topic,
+)
+from .runner import BatchContext, ConsumerRunner, JoinHandle
+
+__all__ = [
+    # events and aggregates
+    "Event", "EventRegistry", "AggregateRoot", "publish_for_aggregate",
+    # the interface and its buses
+    "EventBus", "Subscription", "SubscriptionSpec", "SubscriptionState", "Activity", "ActivityKind",
+    "InMemoryBus", "ManualClock",
+    # outcomes, classification, retries, breaker
+    "Ok", "Retry", "Reject", "Outcome", "ErrorClassifier", "Classification",
+    "Backoff", "RetryStrategy", "InPlaceRetry", "MainTopicRetry", "RetryTopicRetry", "dead_letter_topic",
+    "CircuitBreaker", "BreakerState", "BreakerTransition",
+    # the consumer runner
+    "ConsumerRunner", "RunnerConfig", "CrashPolicy", "JoinHandle", "BatchContext",
+    "RunnerState", "LifecycleKind", "LifecycleEvent", "Connect", "GroupJoin", "Rebalance", "Pause",
+    "Resume", "Commit", "Stop", "Crash", "Disconnect",
+    # errors
+    "BusError", "ConfigError", "RunnerError", "JoinFailed", "JoinTimeout", "RunnerStateError",
+    "StopTimeout", "EnvelopeError", "MalformedEnvelope", "UnknownEventType", "MalformedHeaders",
+    "PublishError", "AggregatePublishError", "BusStateError", "DependencyUnavailable",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The Kafka bus is imported on first use (it pulls in the producer and admin clients).
+    if name in ("KafkaBus", "KafkaBusConfig"):
+        from . import kafka_bus
+
+        return getattr(kafka_bus, name)
+    raise AttributeError(f"module 'offsetlab.bus' has no attribute {name!r}")
