@@ -36,7 +36,10 @@ class NotebookSession:
                  broker_kind: str = "kafka", run_id: str | None = None,
                  broker_settings: Mapping[str, Any] | None = None) -> None:
         self.name = name
-        self.broker_kind = "external" if bootstrap_servers else broker_kind
+        #: the kind of this run's brokers: dedicated brokers are started of this kind even
+        #: when the shared broker was given (the suite runner passes both)
+        self.broker_kind = broker_kind
+        self.shared_given = bool(bootstrap_servers)
         self.run_id = run_id
         self.out: Path = output_dir(name, run_id)
         self.findings: dict[str, Any] = {}
@@ -51,16 +54,18 @@ class NotebookSession:
         atexit.register(self.close)
         t0 = time.monotonic()
         self.broker: BrokerHandle = self._stack.enter_context(
-            start_broker(self.broker_kind, bootstrap_servers=bootstrap_servers,
-                         settings=broker_settings if self.broker_kind == "kafka" else None))
+            start_broker("external", bootstrap_servers=bootstrap_servers) if bootstrap_servers
+            else start_broker(broker_kind, settings=broker_settings if broker_kind == "kafka" else None))
         self.measure("broker_ready_s", round(time.monotonic() - t0, 2))
+        if broker_kind == "auto":
+            self.broker_kind = self.broker.kind
 
     # -- brokers -------------------------------------------------------------------------
     def can_dedicate(self, *, settings: bool = False, restart: bool = False) -> tuple[bool, str]:
         """Whether this notebook's broker kind can start a dedicated broker with its own
         settings / restartable; and why not."""
-        if self.broker_kind == "external":
-            return False, "an external broker is not ours to configure or restart"
+        if self.broker_kind in ("external", "testcontainers"):
+            return False, f"a {self.broker_kind!r} broker is not ours to configure or restart"
         if settings and self.broker_kind != "kafka":
             return False, f"a {self.broker_kind!r} broker takes no broker settings"
         if restart and self.broker_kind != "kafka":

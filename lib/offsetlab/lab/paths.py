@@ -29,6 +29,9 @@ def profiles_dir() -> Path:
 
 
 def runs_dir() -> Path:
+    """``data/runs``, or ``$OFFSETLAB_RUNS_DIR`` (the suite runner sets it for its kernels)."""
+    if os.environ.get("OFFSETLAB_RUNS_DIR"):
+        return Path(os.environ["OFFSETLAB_RUNS_DIR"]).resolve()
     return data_dir() / "runs"
 
 

@@ -270,6 +270,8 @@ def run_suite(config: SuiteConfig, *, broker_factory: BrokerFactory | None = Non
     _apply_overrides(selected, params, config.overrides)
 
     root.mkdir(parents=True, exist_ok=True)
+    if config.runs_dir:  # the notebooks' kernels resolve their output folder from this
+        os.environ["OFFSETLAB_RUNS_DIR"] = str(Path(root).resolve())
     run_id = config.run_id or make_run_id(config.profile, root)
     run_dir = root / run_id
     run_dir.mkdir(parents=True, exist_ok=config.run_id is not None)
