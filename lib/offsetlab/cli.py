@@ -97,6 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        # the readiness probe's refused connections are expected while a broker starts
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
     if args.command == "broker":
         logging.getLogger("offsetlab").setLevel(logging.INFO)
     return int(args.func(args) or 0)
