@@ -1,0 +1,685 @@
+"""The outage E05 and E06 share: a dependency down for a while, healthy keys still arriving.
+
+One producer sends the same schedule of work items to the main topic of every *pipeline*
+(one retry strategy each) at ``rate_per_s``; every ``dependent_every``-th key needs a
+dependency, the others (the *healthy keys*) need nothing. The dependency is down from
+``outage_start_s`` for ``outage_s`` seconds after the first send. All pipelines run at the
+same time, against the same broker and the same outage, so they share one time axis.
+
+Pipelines (each on its own topics and consumer group):
+
+- :class:`RawMainTopicPipeline` -- the seed's fail03 in raw kafka-python: on a failure,
+  re-produce the record to its own topic with a ``retry-count`` header and commit
+  offset + 1; after ``max_retries`` retries, the dead-letter topic. With ``sleep`` (a
+  :class:`~offsetlab.bus.retry.Backoff`) the handler sleeps before re-producing (the seed's
+  KafkaJS retry delay, spent inside the handler: the partition waits with it).
+- :class:`RawRetryTopicPipeline` -- E06 in raw kafka-python: a failure goes to
+  ``<topic>-retry`` with provenance headers (:mod:`offsetlab.bus.headers`: original topic,
+  partition, offset, attempt, error, not-before); a separate *retrier* consumer leaves the
+  records there (partition paused, still polling) until they are due *and* the dependency
+  answers its health probe, then processes them; the dead-letter topic after the last attempt.
+- :class:`BusPipeline` -- the adapter: ``KafkaBus`` with a retry strategy
+  (``MainTopicRetry`` for E05, ``RetryTopicRetry`` for E06); see ``offsetlab.bus.kafka_bus``.
+
+The handler is the same for all (:meth:`OutageRun.handler_for`): it records a ``processed``
+row (or ``failed`` when the dependency refused) on the run's :class:`Timeline` with the item's
+``seq`` and the delivery ``attempt``. :func:`run_outage` drives it and reads the dead-letter
+topics back from the broker; :func:`summarize` and :func:`throughput` turn the run into what
+the notebooks compare: healthy-key throughput during the outage, latency of retried items,
+per-key order, attempts, lost and duplicated items.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from offsetlab.brokers import BrokerHandle
+from offsetlab.bus.errors import ConfigError
+from offsetlab.bus.events import Event
+from offsetlab.bus.headers import SourceRecord, attempt_of, failure_headers, not_before_of
+from offsetlab.bus.retry import Backoff
+from offsetlab.lab.raw import create_topic, unique
+from offsetlab.lab.timeline import Timeline
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "DependencyDown",
+    "Dependency",
+    "WorkItem",
+    "OutageWork",
+    "OutageConfig",
+    "OutageRun",
+    "Pipeline",
+    "RawMainTopicPipeline",
+    "RawRetryTopicPipeline",
+    "BusPipeline",
+    "run_outage",
+    "read_topic",
+    "summarize",
+    "throughput",
+    "RETRY_COUNT_HEADER",
+]
+
+#: the seed's raw retry counter: an ASCII integer, 0 (absent) for the first delivery
+RETRY_COUNT_HEADER = "retry-count"
+
+
+class DependencyDown(ConnectionError):
+    """The dependency refused the call: it is down (retriable: a ``ConnectionError``)."""
+
+
+class Dependency:
+    """A dependency that is down between two ``time.monotonic()`` instants.
+
+    ``call()`` raises :class:`DependencyDown` while down; ``healthy()`` is its health probe
+    (what E06's retrier checks before it processes anything)."""
+
+    def __init__(self) -> None:
+        self.down_from = float("inf")
+        self.down_until = float("inf")
+        self.calls = 0
+        self.refused = 0
+        self._lock = threading.Lock()
+
+    def schedule(self, down_from: float, down_until: float) -> None:
+        self.down_from, self.down_until = down_from, down_until
+
+    def healthy(self, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        return not (self.down_from <= now < self.down_until)
+
+    def call(self) -> None:
+        with self._lock:
+            self.calls += 1
+            if not self.healthy():
+                self.refused += 1
+                raise DependencyDown("dependency down (connection refused)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkItem:
+    """One unit of work: ``seq`` (0, 1, ... in production order), its ``key``, and whether
+    handling it calls the dependency."""
+
+    seq: int
+    key: str
+    needs_dependency: bool
+
+    def to_bytes(self) -> bytes:
+        return json.dumps({"seq": self.seq, "key": self.key,
+                           "needs_dependency": self.needs_dependency}).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> WorkItem:
+        d = json.loads(raw)
+        return cls(seq=int(d["seq"]), key=str(d["key"]), needs_dependency=bool(d["needs_dependency"]))
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutageWork(Event):
+    """A :class:`WorkItem` as an event of the adapter (for :class:`BusPipeline`)."""
+
+    topic: ClassVar[str] = "outage-work"
+    seq: int
+    work_key: str
+    needs_dependency: bool
+
+    @property
+    def key(self) -> str:
+        return self.work_key
+
+    def item(self) -> WorkItem:
+        return WorkItem(seq=self.seq, key=self.work_key, needs_dependency=self.needs_dependency)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutageConfig:
+    """The outage scenario. Times are seconds after the first send.
+
+    - ``duration_s``, ``rate_per_s``: how long and how fast the producer sends;
+    - ``keys``: distinct keys, round robin (``key-0`` ...); ``dependent_every``: every n-th
+      key needs the dependency (``key-0``, ``key-n``, ...); the rest are healthy keys;
+    - ``outage_start_s``, ``outage_s``: when the dependency goes down and for how long;
+    - ``drain_timeout_s``: after the last send, how long to wait for every item to be
+      processed or dead-lettered;
+    - ``partitions``: of every main topic (1: one key's retries can block every key).
+    """
+
+    duration_s: float = 8.0
+    rate_per_s: float = 10.0
+    keys: int = 4
+    dependent_every: int = 4
+    outage_start_s: float = 2.0
+    outage_s: float = 4.0
+    drain_timeout_s: float = 15.0
+    partitions: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("duration_s", "rate_per_s", "drain_timeout_s", "outage_s"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or value <= 0:
+                raise ConfigError(f"OutageConfig.{name}={value!r} must be a number > 0")
+        if not isinstance(self.outage_start_s, int | float) or self.outage_start_s < 0:
+            raise ConfigError(f"OutageConfig.outage_start_s={self.outage_start_s!r} must be >= 0")
+        if self.outage_start_s + self.outage_s > self.duration_s:
+            raise ConfigError(
+                f"OutageConfig: the outage ({self.outage_start_s} s + {self.outage_s} s) must end "
+                f"before the producer does (duration_s={self.duration_s}); raise duration_s")
+        for name in ("keys", "dependent_every", "partitions"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"OutageConfig.{name}={value!r} must be an int >= 1")
+
+    def items(self) -> list[WorkItem]:
+        n = max(1, round(self.duration_s * self.rate_per_s))
+        return [WorkItem(seq=i, key=f"key-{i % self.keys}",
+                         needs_dependency=(i % self.keys) % self.dependent_every == 0)
+                for i in range(n)]
+
+
+ProcessFn = Callable[[WorkItem, int], None]
+DeadLetterFn = Callable[[int], None]
+
+
+class Pipeline(Protocol):
+    """One retry strategy under test. ``start`` returns once its consumers joined."""
+
+    name: str
+    main_topic: str
+    dead_letter_topic: str
+
+    def encode(self, item: WorkItem) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+        """(key, value, headers) to produce for ``item`` on :attr:`main_topic`."""
+
+    def start(self, process: ProcessFn, on_dead_letter: DeadLetterFn) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def decode_dead_letter(self, value: bytes) -> int:
+        """The ``seq`` of a record read back from :attr:`dead_letter_topic`."""
+
+
+# -- raw kafka-python ----------------------------------------------------------------------
+class _Joined(ConsumerRebalanceListener):
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        pass
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        if assigned:
+            self.event.set()
+
+
+class _Loop:
+    """A raw KafkaConsumer polled on its own thread; ``on_records(consumer, records)``."""
+
+    def __init__(self, broker: BrokerHandle, topic: str, group: str, name: str,
+                 on_records: Callable[[KafkaConsumer, list[Any]], None],
+                 on_idle: Callable[[KafkaConsumer], None] | None = None) -> None:
+        self.joined = _Joined()
+        self._stop = threading.Event()
+        self.error: BaseException | None = None
+        self._on_records, self._on_idle = on_records, on_idle
+        self._consumer = KafkaConsumer(**broker.clients(
+            group_id=group, client_id=name, auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            # a fresh topic can be missing from the first metadata the group leader sees (it
+            # then assigns nothing); a short metadata age makes it rejoin within a second
+            metadata_max_age_ms=1000))
+        self._consumer.subscribe([topic], listener=self.joined)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                batch = self._consumer.poll(timeout_ms=50)
+                for records in batch.values():
+                    self._on_records(self._consumer, records)
+                if self._on_idle is not None:
+                    self._on_idle(self._consumer)
+        except BaseException as exc:  # noqa: BLE001 - surfaced by wait_joined/stop
+            self.error = exc
+            log.exception("outage consumer loop failed")
+        finally:
+            self._consumer.close()
+
+    def wait_joined(self, timeout_s: float = 30.0) -> None:
+        if not self.joined.event.wait(timeout_s):
+            raise TimeoutError(f"{self._thread.name} did not join its group within {timeout_s} s")
+        if self.error is not None:
+            raise self.error
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+def _commit_next(consumer: KafkaConsumer, record: Any) -> None:
+    tp = TopicPartition(record.topic, record.partition)
+    consumer.commit({tp: OffsetAndMetadata(record.offset + 1, "", -1)})
+
+
+class RawMainTopicPipeline:
+    """The seed's fail03: re-produce to the same topic with a retry count, commit offset + 1."""
+
+    def __init__(self, broker: BrokerHandle, name: str, *, max_retries: int = 5,
+                 sleep: Backoff | None = None, partitions: int = 1) -> None:
+        self.name = name
+        self.broker = broker
+        self.max_retries = max_retries
+        self.sleep = sleep
+        self.main_topic = create_topic(broker, unique(f"{name}"), partitions)
+        self.dead_letter_topic = create_topic(broker, f"{self.main_topic}-dlt", 1)
+        self._loop: _Loop | None = None
+        self._producer: KafkaProducer | None = None
+
+    def encode(self, item: WorkItem) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+        return item.key.encode(), item.to_bytes(), []
+
+    def decode_dead_letter(self, value: bytes) -> int:
+        return WorkItem.from_bytes(value).seq
+
+    def start(self, process: ProcessFn, on_dead_letter: DeadLetterFn) -> None:
+        self._producer = producer = KafkaProducer(**self.broker.clients())
+
+        def on_records(consumer: KafkaConsumer, records: list[Any]) -> None:
+            for record in records:
+                item = WorkItem.from_bytes(record.value)
+                raw = dict(record.headers or []).get(RETRY_COUNT_HEADER)
+                retries = int(raw) if raw else 0
+                try:
+                    process(item, retries + 1)
+                except ConnectionError:
+                    if self.sleep is not None:  # the seed's retry delay, spent in the handler
+                        time.sleep(self.sleep.delay_for(retries + 1))
+                    if retries < self.max_retries:
+                        producer.send(self.main_topic, key=record.key, value=record.value,
+                                      headers=[(RETRY_COUNT_HEADER, str(retries + 1).encode())]
+                                      ).get(timeout=30)
+                    else:
+                        producer.send(self.dead_letter_topic, key=record.key, value=record.value,
+                                      headers=[(RETRY_COUNT_HEADER, str(retries).encode())]
+                                      ).get(timeout=30)
+                        on_dead_letter(item.seq)
+                _commit_next(consumer, record)
+
+        self._loop = _Loop(self.broker, self.main_topic, unique(self.name), self.name, on_records)
+        self._loop.wait_joined()
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.stop()
+        if self._producer is not None:
+            self._producer.close()
+
+
+class RawRetryTopicPipeline:
+    """E06 raw: failures to a retry topic; a retrier that waits for due time and health."""
+
+    def __init__(self, broker: BrokerHandle, name: str, dependency: Dependency, *,
+                 max_retries: int = 5, backoff: Backoff | None = None, partitions: int = 1) -> None:
+        self.name = name
+        self.broker = broker
+        self.dependency = dependency
+        self.max_retries = max_retries
+        self.backoff = backoff or Backoff()
+        self.main_topic = create_topic(broker, unique(f"{name}"), partitions)
+        self.retry_topic = create_topic(broker, f"{self.main_topic}-retry", 1)
+        self.dead_letter_topic = create_topic(broker, f"{self.main_topic}-dlt", 1)
+        self.group = unique(name)
+        self._loops: list[_Loop] = []
+        self._producer: KafkaProducer | None = None
+        #: (partition, offset) the retrier is waiting on, and since when (monotonic)
+        self.waits: list[tuple[float, float]] = []
+
+    def encode(self, item: WorkItem) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+        return item.key.encode(), item.to_bytes(), []
+
+    def decode_dead_letter(self, value: bytes) -> int:
+        return WorkItem.from_bytes(value).seq
+
+    def _copy(self, record: Any, *, topic: str, attempt: int, error: BaseException,
+              reason: str, not_before: float | None) -> None:
+        assert self._producer is not None
+        headers = failure_headers(list(record.headers or []), source=SourceRecord.of(record),
+                                  group=self.group, attempt=attempt, reason=reason, error=error,
+                                  not_before=not_before)
+        self._producer.send(topic, key=record.key, value=record.value,
+                            headers=list(headers)).get(timeout=30)
+
+    def start(self, process: ProcessFn, on_dead_letter: DeadLetterFn) -> None:
+        self._producer = KafkaProducer(**self.broker.clients())
+
+        def on_main(consumer: KafkaConsumer, records: list[Any]) -> None:
+            for record in records:
+                item = WorkItem.from_bytes(record.value)
+                try:
+                    process(item, 1)
+                except ConnectionError as exc:
+                    self._copy(record, topic=self.retry_topic, attempt=2, error=exc,
+                               reason=f"retry: {exc}",
+                               not_before=time.time() + self.backoff.delay_for(1))
+                _commit_next(consumer, record)
+
+        waiting: dict[TopicPartition, float] = {}  # paused retry partition -> not-before (epoch)
+
+        def on_retry(consumer: KafkaConsumer, records: list[Any]) -> None:
+            for record in records:
+                tp = TopicPartition(record.topic, record.partition)
+                if tp in waiting:
+                    continue  # rest of a batch of a partition we just paused
+                due = not_before_of(record.headers or []) or 0.0
+                if time.time() < due or not self.dependency.healthy():
+                    consumer.seek(tp, record.offset)  # leave it there, keep polling
+                    consumer.pause(tp)
+                    waiting[tp] = due
+                    continue
+                item, attempt = WorkItem.from_bytes(record.value), attempt_of(record.headers or [])
+                try:
+                    process(item, attempt)
+                except ConnectionError as exc:
+                    if attempt <= self.max_retries:
+                        self._copy(record, topic=self.retry_topic, attempt=attempt + 1, error=exc,
+                                   reason=f"retry: {exc}",
+                                   not_before=time.time() + self.backoff.delay_for(attempt))
+                    else:
+                        self._copy(record, topic=self.dead_letter_topic, attempt=attempt,
+                                   error=exc, reason="retries exhausted", not_before=None)
+                        on_dead_letter(item.seq)
+                _commit_next(consumer, record)
+
+        def retry_idle(consumer: KafkaConsumer) -> None:
+            # the retrier's health probe: resume once the record is due and the dependency answers
+            for tp, due in list(waiting.items()):
+                if time.time() >= due and self.dependency.healthy():
+                    del waiting[tp]
+                    consumer.resume(tp)
+
+        self._loops = [
+            _Loop(self.broker, self.main_topic, self.group, f"{self.name}-main", on_main),
+            _Loop(self.broker, self.retry_topic, f"{self.group}-retrier", f"{self.name}-retrier",
+                  on_retry, retry_idle),
+        ]
+        for loop in self._loops:
+            loop.wait_joined()
+
+    def stop(self) -> None:
+        for loop in self._loops:
+            loop.stop()
+        if self._producer is not None:
+            self._producer.close()
+
+
+# -- the adapter ---------------------------------------------------------------------------
+class BusPipeline:
+    """``KafkaBus`` with one retry strategy; the handler is the run's (see module docstring)."""
+
+    def __init__(self, broker: BrokerHandle, name: str, retry: Any, *, partitions: int = 1,
+                 consumer_settings: dict[str, Any] | None = None) -> None:
+        from offsetlab.bus import EventRegistry, RetryTopicRetry
+
+        self.name = name
+        self.broker = broker
+        self.retry = retry
+        prefix = unique(name) + "."
+        self.registry = EventRegistry([OutageWork], topic_prefix=prefix)
+        self.main_topic = create_topic(broker, self.registry.topic_for(OutageWork), partitions)
+        if isinstance(retry, RetryTopicRetry):
+            create_topic(broker, retry.retry_topic(self.main_topic), 1)
+        self.dead_letter_topic = create_topic(
+            broker, f"{self.main_topic}{retry.dead_letter_suffix}", 1)
+        self.consumer_settings = consumer_settings or {}
+        self._bus: Any = None
+        self._sub: Any = None
+
+    def encode(self, item: WorkItem) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+        encoded = self.registry.encode(OutageWork(seq=item.seq, work_key=item.key,
+                                                  needs_dependency=item.needs_dependency))
+        return encoded.key or b"", encoded.value, list(encoded.headers)
+
+    def decode_dead_letter(self, value: bytes) -> int:
+        event = self.registry.decode(value)
+        assert isinstance(event, OutageWork)
+        return event.seq
+
+    def start(self, process: ProcessFn, on_dead_letter: DeadLetterFn) -> None:
+        from offsetlab.bus import ActivityKind, KafkaBus
+
+        attempts: dict[str, int] = {}  # event_id -> handler calls so far
+        seqs: dict[str, int] = {}
+
+        def handler(event: Event) -> None:
+            assert isinstance(event, OutageWork)
+            attempts[event.event_id] = attempts.get(event.event_id, 0) + 1
+            seqs[event.event_id] = event.seq
+            process(event.item(), attempts[event.event_id])
+
+        def on_activity(activity: Any) -> None:
+            if activity.kind is ActivityKind.DEAD_LETTERED and activity.event_id in seqs:
+                on_dead_letter(seqs[activity.event_id])
+
+        self._bus = KafkaBus(self.broker.bootstrap_servers, registry=self.registry,
+                             consumer_settings=self.consumer_settings)
+        self._bus.add_listener(on_activity)
+        self._sub = self._bus.subscribe(OutageWork, handler, group=unique(self.name),
+                                        retry=self.retry, name=self.name)
+        self._sub.run(timeout=30)
+
+    def stop(self) -> None:
+        if self._bus is not None:
+            self._bus.close()
+
+
+# -- the driver ------------------------------------------------------------------------------
+@dataclass
+class OutageRun:
+    """What :func:`run_outage` recorded. Timeline lanes: ``producer``, ``dependency`` (an
+    ``outage`` interval) and one per pipeline (``processed`` / ``failed`` with detail
+    ``seq`` and ``attempt``; ``dead_lettered`` read back from the broker)."""
+
+    config: OutageConfig
+    timeline: Timeline
+    pipelines: list[str]
+    items: list[WorkItem]
+    outage_t: tuple[float, float] = (0.0, 0.0)
+    produce_t: dict[int, float] = field(default_factory=dict)
+    dead_letters: dict[str, list[int]] = field(default_factory=dict)
+    finished: dict[str, bool] = field(default_factory=dict)
+
+    def handler_for(self, lane: str, dependency: Dependency) -> ProcessFn:
+        def process(item: WorkItem, attempt: int) -> None:
+            detail = {"seq": item.seq, "attempt": attempt}
+            try:
+                if item.needs_dependency:
+                    dependency.call()
+            except DependencyDown:
+                self.timeline.record(lane, "failed", key=item.key, detail=detail)
+                raise
+            self.timeline.record(lane, "processed", key=item.key, detail=detail)
+        return process
+
+
+def read_topic(broker: BrokerHandle, topic: str, *, timeout_s: float = 20.0) -> list[Any]:
+    """Every record of ``topic`` now, read with a group-less consumer (no commits)."""
+    consumer = KafkaConsumer(**broker.clients(enable_auto_commit=False))
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < end[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read {topic} to its end within {timeout_s} s")
+            for records in consumer.poll(timeout_ms=200).values():
+                out.extend(records)
+        return sorted(out, key=lambda r: (r.partition, r.offset))
+    finally:
+        consumer.close()
+
+
+def run_outage(broker: BrokerHandle, pipelines: Sequence[Pipeline], dependency: Dependency,
+               config: OutageConfig, timeline: Timeline | None = None) -> OutageRun:
+    """Run the outage against every pipeline at once; stop them all on every exit path."""
+    timeline = timeline or Timeline()
+    items = config.items()
+    run = OutageRun(config=config, timeline=timeline, pipelines=[p.name for p in pipelines],
+                    items=items)
+    done: dict[str, set[int]] = {p.name: set() for p in pipelines}
+    lock = threading.Lock()
+
+    def tracker(name: str, process: ProcessFn) -> ProcessFn:
+        def wrapped(item: WorkItem, attempt: int) -> None:
+            process(item, attempt)
+            with lock:
+                done[name].add(item.seq)
+        return wrapped
+
+    def dead(name: str) -> DeadLetterFn:
+        def on_dead_letter(seq: int) -> None:
+            with lock:
+                done[name].add(seq)
+        return on_dead_letter
+
+    started: list[Pipeline] = []
+    producer = KafkaProducer(**broker.clients(linger_ms=0))
+    try:
+        for p in pipelines:
+            started.append(p)
+            p.start(tracker(p.name, run.handler_for(p.name, dependency)), dead(p.name))
+        t_first = time.monotonic()
+        dependency.schedule(t_first + config.outage_start_s,
+                            t_first + config.outage_start_s + config.outage_s)
+        timeline.interval("dependency", "outage", dependency.down_from, dependency.down_until)
+        run.outage_t = (timeline.to_t(dependency.down_from), timeline.to_t(dependency.down_until))
+        gap = 1.0 / config.rate_per_s
+        for i, item in enumerate(items):
+            delay = t_first + i * gap - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            run.produce_t[item.seq] = timeline.now()
+            futures = []
+            for p in pipelines:
+                key, value, headers = p.encode(item)
+                futures.append(producer.send(p.main_topic, key=key, value=value, headers=headers))
+            timeline.record("producer", "produced", key=item.key,
+                            detail={"seq": item.seq, "needs_dependency": item.needs_dependency})
+            for future in futures:
+                future.get(timeout=30)
+        deadline = time.monotonic() + config.drain_timeout_s
+        while time.monotonic() < deadline:
+            with lock:
+                if all(len(s) == len(items) for s in done.values()):
+                    break
+            time.sleep(0.05)
+        with lock:
+            run.finished = {name: len(s) == len(items) for name, s in done.items()}
+    finally:
+        producer.close()
+        for p in reversed(started):
+            try:
+                p.stop()
+            except Exception:  # stop the others all the same
+                log.exception("could not stop pipeline %s", p.name)
+    for p in pipelines:
+        seqs = sorted(p.decode_dead_letter(r.value) for r in read_topic(broker, p.dead_letter_topic))
+        run.dead_letters[p.name] = seqs
+        for seq in seqs:
+            timeline.record(p.name, "dead_lettered", detail={"seq": seq})
+    return run
+
+
+# -- reading a run -----------------------------------------------------------------------------
+def _handled(run: OutageRun) -> Any:
+    frame = run.timeline.to_frame()
+    rows = frame[frame.what.isin(["processed", "failed"])].copy()
+    rows["seq"] = [d["seq"] for d in rows.detail]
+    rows["attempt"] = [d["attempt"] for d in rows.detail]
+    rows["needs_dependency"] = [run.items[s].needs_dependency for s in rows.seq]
+    rows["produced_t"] = [run.produce_t.get(s) for s in rows.seq]
+    return rows
+
+
+def throughput(run: OutageRun, bin_s: float = 0.5) -> Any:
+    """Per pipeline and time bin: healthy-key items processed per second."""
+    import pandas as pd
+
+    rows = _handled(run)
+    ok = rows[(rows.what == "processed") & ~rows.needs_dependency]
+    end = float(rows.t.max()) if len(rows) else run.config.duration_s
+    bins = [i * bin_s for i in range(int(end / bin_s) + 2)]
+    out = []
+    for name in run.pipelines:
+        counts = pd.cut(ok[ok.who == name].t, bins, right=False).value_counts(sort=False)
+        for interval, count in counts.items():
+            out.append({"pipeline": name, "t": interval.left, "per_s": count / bin_s})
+    return pd.DataFrame(out)
+
+
+def summarize(run: OutageRun) -> Any:
+    """One row per pipeline: the numbers E05 and E06 compare (all from recorded data).
+
+    - ``healthy_in_outage``: healthy-key items processed during the outage divided by those
+      produced during it (1.0: kept up; near 0: blocked);
+    - ``healthy_latency_max_s``: the slowest healthy item, produce to processed;
+    - ``retried_latency_median_s`` / ``_max_s``: produce to processed, items that failed first;
+    - ``max_attempts``; ``dead_lettered`` (read back from the dead-letter topic);
+    - ``lost``: produced, never processed and not in the dead-letter topic;
+    - ``duplicated``: processed more than once; ``keys_out_of_order``: keys whose items were
+      processed (first time) in an order other than they were produced.
+    """
+    import pandas as pd
+
+    rows = _handled(run)
+    lo, hi = run.outage_t
+    healthy_in_window = [s for s, t in run.produce_t.items()
+                         if lo <= t < hi and not run.items[s].needs_dependency]
+    out = []
+    for name in run.pipelines:
+        mine = rows[rows.who == name]
+        ok = mine[mine.what == "processed"]
+        first_ok = ok.sort_values("t").drop_duplicates("seq")
+        latency = (first_ok.t - first_ok.produced_t)
+        failed_seqs = set(mine[mine.what == "failed"].seq)
+        retried = latency[first_ok.seq.isin(failed_seqs)]
+        healthy = latency[~first_ok.needs_dependency]
+        in_outage = ok[(ok.t >= lo) & (ok.t < hi) & ~ok.needs_dependency].seq.nunique()
+        dead = set(run.dead_letters.get(name, []))
+        processed = set(ok.seq)
+        lost = [i.seq for i in run.items if i.seq not in processed and i.seq not in dead]
+        order_changed = 0
+        for _key, group in first_ok.sort_values("t").groupby("key"):
+            if list(group.seq) != sorted(group.seq):
+                order_changed += 1
+        out.append({
+            "pipeline": name,
+            "produced": len(run.items),
+            "processed": len(processed),
+            "dead_lettered": len(dead),
+            "lost": len(lost),
+            "duplicated": int((ok.seq.value_counts() > 1).sum()),
+            "max_attempts": int(mine.attempt.max()) if len(mine) else 0,
+            "healthy_in_outage": in_outage / len(healthy_in_window) if healthy_in_window else float("nan"),
+            "healthy_latency_max_s": float(healthy.max()) if len(healthy) else float("nan"),
+            "retried_latency_median_s": float(retried.median()) if len(retried) else float("nan"),
+            "retried_latency_max_s": float(retried.max()) if len(retried) else float("nan"),
+            "keys_out_of_order": order_changed,
+            "finished": run.finished.get(name, False),
+        })
+    return pd.DataFrame(out).set_index("pipeline")
