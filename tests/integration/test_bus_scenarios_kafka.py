@@ -1,0 +1,54 @@
+"""The shared bus scenarios (tests/scenarios) on KafkaBus against embedded Kafka.
+
+The same bodies run on the in-memory bus in ``tests/unit/test_bus_scenarios_memory.py``;
+here time is real and every run uses its own uuid topic prefix and group names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from offsetlab.brokers import BrokerHandle
+from offsetlab.bus.kafka_bus import KafkaBus, KafkaBusConfig
+from scenarios.bus_scenarios import (
+    ALL_STRATEGY_SCENARIOS,
+    fast_strategies,
+    scenario_exhausted_retries_dead_letter,
+    scenario_retry_copies_belong_to_their_group,
+)
+from scenarios.drivers import KafkaDriver
+from scenarios.events import scenario_registry
+
+pytestmark = pytest.mark.integration
+
+STRATEGIES = fast_strategies(max_retries=2)
+
+
+@pytest.fixture
+def kafka_driver(kafka_broker: BrokerHandle, unique: str) -> Iterator[KafkaDriver]:
+    registry = scenario_registry(topic_prefix=f"scn-{unique}.")
+    config = KafkaBusConfig(bootstrap_servers=kafka_broker.bootstrap_servers,
+                            keep_activity=True, name=f"scn-{unique}")
+    bus = KafkaBus(registry, config)
+    try:
+        yield KafkaDriver(bus, bootstrap_servers=kafka_broker.bootstrap_servers, run_id=unique)
+    finally:
+        bus.close()
+
+
+@pytest.mark.parametrize("strategy_name", sorted(STRATEGIES))
+@pytest.mark.parametrize("scenario", ALL_STRATEGY_SCENARIOS, ids=lambda f: f.__name__)
+def test_scenario_on_kafka_bus(kafka_driver: KafkaDriver, scenario, strategy_name: str) -> None:
+    scenario(kafka_driver, STRATEGIES[strategy_name])
+
+
+def test_retry_copies_belong_to_their_group_on_kafka_bus(kafka_driver: KafkaDriver) -> None:
+    scenario_retry_copies_belong_to_their_group(kafka_driver)
+
+
+@pytest.mark.parametrize("strategy_name", sorted(STRATEGIES))
+def test_no_retries_means_one_delivery_then_dead_letter(kafka_driver: KafkaDriver,
+                                                        strategy_name: str) -> None:
+    strategy = fast_strategies(max_retries=0)[strategy_name]
+    scenario_exhausted_retries_dead_letter(kafka_driver, strategy)
