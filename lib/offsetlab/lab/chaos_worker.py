@@ -1,0 +1,218 @@
+"""One chaos consumer process: consume the chaos topic, write down every event it handled.
+
+    python -m offsetlab.lab.chaos_worker --bootstrap-servers HOST:PORT --topic-prefix P \\
+        --group G --out FILE [--mode bus|raw] [--session-timeout-ms 6000] [--name NAME]
+
+``offsetlab chaos`` (:mod:`offsetlab.lab.chaos`) starts several of these and SIGKILLs them
+at random moments. What makes the accounting honest is *when* a worker writes: the handler
+appends ``<seq>\\n`` to ``--out`` and flushes it to the kernel **before it returns**, i.e.
+before the consumer can commit the record. A SIGKILL after the write and before the commit
+makes the record come back to another worker: a *duplicate*, never a loss. (The kernel keeps
+what was flushed when the process is killed; only a machine crash could lose it.)
+
+Modes:
+
+- ``bus`` (default): :class:`offsetlab.bus.KafkaBus` ``subscribe(ChaosEvent, handler)``.
+- ``raw``: a plain kafka-python poll loop that handles the whole batch, then commits it
+  synchronously (the baseline the bus is compared with).
+
+The worker never outlives the orchestrator: it exits at once when its stdin reaches EOF (the
+orchestrator holds the other end of the pipe, and the kernel closes it when the orchestrator
+dies, SIGKILL included) or when its parent process changes. SIGTERM stops it cleanly (the
+consumer commits what is settled and leaves the group). The log (stdout) says ``joined``
+once the group join completed, so the orchestrator knows the worker is consuming.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import IO, ClassVar
+
+from offsetlab.bus.events import Event, EventRegistry
+
+__all__ = ["ChaosEvent", "chaos_registry", "EventLog", "main", "MODES"]
+
+log = logging.getLogger("offsetlab.chaos_worker")
+
+MODES = ("bus", "raw")
+#: exit status when the orchestrator went away (stdin EOF or a new parent)
+ORPHANED = 3
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChaosEvent(Event):
+    """The event a chaos run publishes: ``seq`` numbers the run's events 0..N-1.
+
+    Keyed by ``seq``, so the events spread over every partition of the topic."""
+
+    topic: ClassVar[str] = "chaos.events"
+    seq: int
+
+    @property
+    def key(self) -> str:
+        return str(self.seq)
+
+
+def chaos_registry(topic_prefix: str) -> EventRegistry:
+    """The registry a run's publisher and workers share (``topic_prefix`` names the run)."""
+    return EventRegistry([ChaosEvent], topic_prefix=topic_prefix)
+
+
+class EventLog:
+    """Appends handled sequence numbers to a file, one per line, flushed per record."""
+
+    def __init__(self, path: str) -> None:
+        self._file: IO[str] = open(path, "a", encoding="ascii", buffering=1)  # noqa: SIM115
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def record(self, seq: int) -> None:
+        # one write() of a whole line, then flush(): in the kernel before the handler returns
+        with self._lock:
+            self._file.write(f"{seq}\n")
+            self._file.flush()
+            self.count += 1
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
+def _watch_parent(on_orphan: Callable[[], None]) -> None:
+    """Call ``on_orphan`` when stdin hits EOF or the parent process changes."""
+    parent = os.getppid()
+
+    def stdin_eof() -> None:
+        try:
+            while sys.stdin.buffer.read(4096):
+                pass
+        except (OSError, ValueError):
+            pass
+        on_orphan()
+
+    def parent_changed() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        on_orphan()
+
+    threading.Thread(target=stdin_eof, name="chaos-stdin-watch", daemon=True).start()
+    threading.Thread(target=parent_changed, name="chaos-parent-watch", daemon=True).start()
+
+
+def _orphaned() -> None:
+    print("orchestrator gone: exiting", flush=True)
+    os._exit(ORPHANED)
+
+
+def _say(what: str) -> None:
+    print(f"{time.time():.3f} {what}", flush=True)
+
+
+def consume_raw(args: argparse.Namespace, events: EventLog, stop: threading.Event) -> None:
+    """The baseline: kafka-python poll loop, handle the batch, commit it synchronously."""
+    import kafka.errors as kafka_errors
+    from kafka import KafkaConsumer
+
+    registry = chaos_registry(args.topic_prefix)
+    topic = registry.topic_for(ChaosEvent)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=args.bootstrap_servers,
+        group_id=args.group,
+        client_id=args.name,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=args.session_timeout_ms,
+        heartbeat_interval_ms=max(100, args.session_timeout_ms // 6),
+    )
+    joined = False
+    try:
+        while not stop.is_set():
+            batches = consumer.poll(timeout_ms=200)
+            if not joined and consumer.assignment():
+                joined = True
+                _say(f"joined {sorted(tp.partition for tp in consumer.assignment())}")
+            if not batches:
+                continue
+            for records in batches.values():
+                for record in records:
+                    event = registry.decode(record.value)
+                    assert isinstance(event, ChaosEvent)
+                    events.record(event.seq)
+            try:
+                consumer.commit(timeout_ms=15_000)
+            except kafka_errors.KafkaError as exc:  # the group moved on / broker away: redelivered
+                _say(f"commit failed ({type(exc).__name__}: {exc}); records will be redelivered")
+    finally:
+        consumer.close(autocommit=False)
+
+
+def consume_bus(args: argparse.Namespace, events: EventLog, stop: threading.Event) -> None:
+    """The bus: ``KafkaBus.subscribe(ChaosEvent, handler)``; the handler records the event."""
+    from offsetlab.bus import KafkaBus, KafkaBusConfig
+
+    registry = chaos_registry(args.topic_prefix)
+    config = KafkaBusConfig(
+        bootstrap_servers=args.bootstrap_servers,
+        consumer_settings={
+            "session_timeout_ms": args.session_timeout_ms,
+            "heartbeat_interval_ms": max(100, args.session_timeout_ms // 6),
+        },
+    )
+    bus = KafkaBus(config, registry=registry)
+    try:
+        def handler(event: Event) -> None:
+            assert isinstance(event, ChaosEvent)
+            events.record(event.seq)
+
+        sub = bus.subscribe(ChaosEvent, handler, group=args.group, name=args.name)
+        sub.run(timeout=120)
+        _say("joined")
+        while not stop.wait(0.2):
+            pass
+        sub.stop(timeout=30)
+    finally:
+        bus.close()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m offsetlab.lab.chaos_worker",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("--bootstrap-servers", required=True)
+    p.add_argument("--topic-prefix", required=True)
+    p.add_argument("--group", required=True)
+    p.add_argument("--out", required=True, help="file the handled sequence numbers are appended to")
+    p.add_argument("--mode", choices=MODES, default="bus")
+    p.add_argument("--session-timeout-ms", type=int, default=6000)
+    p.add_argument("--name", default=f"chaos-worker-{os.getpid()}")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stdout,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _watch_parent(_orphaned)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    events = EventLog(args.out)
+    _say(f"started pid={os.getpid()} mode={args.mode} group={args.group}")
+    try:
+        (consume_bus if args.mode == "bus" else consume_raw)(args, events, stop)
+    finally:
+        events.close()
+        _say(f"stopped after {events.count} events")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
