@@ -429,18 +429,16 @@ class BusPipeline:
 
     def __init__(self, broker: BrokerHandle, name: str, retry: Any, *, partitions: int = 1,
                  consumer_settings: dict[str, Any] | None = None) -> None:
-        from offsetlab.bus import EventRegistry, RetryTopicRetry
+        from offsetlab.bus import EventRegistry
 
         self.name = name
         self.broker = broker
         self.retry = retry
-        prefix = unique(name) + "."
-        self.registry = EventRegistry([OutageWork], topic_prefix=prefix)
+        self.registry = EventRegistry([OutageWork], topic_prefix=unique(name) + ".")
+        # the main topic is made here (its partitions); the bus makes its retry and
+        # dead-letter topics at start, with the main topic's partition count
         self.main_topic = create_topic(broker, self.registry.topic_for(OutageWork), partitions)
-        if isinstance(retry, RetryTopicRetry):
-            create_topic(broker, retry.retry_topic(self.main_topic), 1)
-        self.dead_letter_topic = create_topic(
-            broker, f"{self.main_topic}{retry.dead_letter_suffix}", 1)
+        self.dead_letter_topic = f"{self.main_topic}{retry.dead_letter_suffix}"
         self.consumer_settings = consumer_settings or {}
         self._bus: Any = None
         self._sub: Any = None
@@ -456,7 +454,7 @@ class BusPipeline:
         return event.seq
 
     def start(self, process: ProcessFn, on_dead_letter: DeadLetterFn) -> None:
-        from offsetlab.bus import ActivityKind, KafkaBus
+        from offsetlab.bus import ActivityKind, KafkaBus, KafkaBusConfig
 
         attempts: dict[str, int] = {}  # event_id -> handler calls so far
         seqs: dict[str, int] = {}
@@ -471,8 +469,11 @@ class BusPipeline:
             if activity.kind is ActivityKind.DEAD_LETTERED and activity.event_id in seqs:
                 on_dead_letter(seqs[activity.event_id])
 
-        self._bus = KafkaBus(self.broker.bootstrap_servers, registry=self.registry,
-                             consumer_settings=self.consumer_settings)
+        config = KafkaBusConfig(
+            bootstrap_servers=self.broker.bootstrap_servers, name=self.name,
+            client_settings=dict(self.broker.client_config),
+            consumer_settings={"metadata_max_age_ms": 1000, **self.consumer_settings})
+        self._bus = KafkaBus(self.registry, config)
         self._bus.add_listener(on_activity)
         self._sub = self._bus.subscribe(OutageWork, handler, group=unique(self.name),
                                         retry=self.retry, name=self.name)
@@ -637,6 +638,8 @@ def summarize(run: OutageRun) -> Any:
 
     - ``healthy_in_outage``: healthy-key items processed during the outage divided by those
       produced during it (1.0: kept up; near 0: blocked);
+    - ``healthy_stall_max_s``: the longest time no healthy-key item was processed, among gaps
+      that overlap the outage (a blocked partition shows here first);
     - ``healthy_latency_max_s``: the slowest healthy item, produce to processed;
     - ``retried_latency_median_s`` / ``_max_s``: produce to processed, items that failed first;
     - ``max_attempts``; ``dead_lettered`` (read back from the dead-letter topic);
@@ -660,6 +663,9 @@ def summarize(run: OutageRun) -> Any:
         retried = latency[first_ok.seq.isin(failed_seqs)]
         healthy = latency[~first_ok.needs_dependency]
         in_outage = ok[(ok.t >= lo) & (ok.t < hi) & ~ok.needs_dependency].seq.nunique()
+        healthy_t = sorted(ok[~ok.needs_dependency].t)
+        stall = max((b - a for a, b in zip(healthy_t, healthy_t[1:], strict=False)
+                     if b > lo and a < hi), default=float("nan"))
         dead = set(run.dead_letters.get(name, []))
         processed = set(ok.seq)
         lost = [i.seq for i in run.items if i.seq not in processed and i.seq not in dead]
@@ -676,6 +682,7 @@ def summarize(run: OutageRun) -> Any:
             "duplicated": int((ok.seq.value_counts() > 1).sum()),
             "max_attempts": int(mine.attempt.max()) if len(mine) else 0,
             "healthy_in_outage": in_outage / len(healthy_in_window) if healthy_in_window else float("nan"),
+            "healthy_stall_max_s": stall,
             "healthy_latency_max_s": float(healthy.max()) if len(healthy) else float("nan"),
             "retried_latency_median_s": float(retried.median()) if len(retried) else float("nan"),
             "retried_latency_max_s": float(retried.max()) if len(retried) else float("nan"),
