@@ -167,7 +167,7 @@ def consume_bus(args: argparse.Namespace, events: EventLog, stop: threading.Even
             "heartbeat_interval_ms": max(100, args.session_timeout_ms // 6),
         },
     )
-    bus = KafkaBus(config, registry=registry)
+    bus = KafkaBus(registry, config)
     try:
         def handler(event: Event) -> None:
             assert isinstance(event, ChaosEvent)
