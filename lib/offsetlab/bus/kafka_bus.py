@@ -60,9 +60,14 @@ from offsetlab.bus.runner import _reap_io_threads
 
 __all__ = ["KafkaBus", "KafkaBusConfig", "KafkaSubscription", "DEFAULT_CONSUMER_SETTINGS"]
 
-DEFAULT_CONSUMER_SETTINGS: Mapping[str, Any] = MappingProxyType({"auto_offset_reset": "earliest"})
-"""Consumer defaults of the bus: a new group reads a topic from its beginning, so an event
-published right after ``run()`` returned is never skipped by an offset reset to "latest"."""
+DEFAULT_CONSUMER_SETTINGS: Mapping[str, Any] = MappingProxyType(
+    {"auto_offset_reset": "earliest", "metadata_max_age_ms": 5000})
+"""Consumer defaults of the bus. ``auto_offset_reset="earliest"``: a new group reads a topic
+from its beginning, so an event published right after ``run()`` returned is never skipped
+by an offset reset to "latest". ``metadata_max_age_ms=5000``: a group whose leader assigned
+partitions before its metadata showed a just-created topic (seen once on embedded Kafka:
+an empty assignment that lasted over a minute with the 5 min default) notices the topic
+within 5 s and rebalances."""
 
 _PRODUCER_OWNED = frozenset({"bootstrap_servers", "client_id"})
 
