@@ -37,7 +37,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
@@ -55,6 +55,10 @@ from offsetlab.lab.timeline import (
     record_consumed,
     runner_listener,
 )
+
+if TYPE_CHECKING:  # the scenarios need neither; only the table and plot helpers do
+    import pandas as pd
+    from matplotlib.figure import Figure
 
 #: Keys of message 1..5 with this prefix land on partitions 0, 2, 1, 1, 0 of a 3-partition
 #: topic (kafka-python's murmur2 partitioner, as the Java client): message 3 shares its
@@ -218,12 +222,38 @@ def end_offsets(broker: BrokerHandle, topic: str, partitions: int) -> dict[int, 
     return {tp.partition: off for tp, off in ends.items()}
 
 
+def warmed_consumer(topics: tuple[str, ...]) -> Callable[..., KafkaConsumer]:
+    """A consumer factory: ``KafkaConsumer(**kwargs)`` that knows ``topics``' partitions
+    before anybody subscribes it.
+
+    Without it the first JoinGroup can race kafka-python's first metadata fetch: the leader
+    assigns nothing (log: ``No partition metadata for topic``) and rejoins when the metadata
+    arrives; here (kafka-python 3.0.12, Kafka 4.1.1, rebalance delay 0) that rejoin sometimes
+    never finished its SyncGroup and the consumer sat unassigned until the session timed out.
+    E01 found the same (``e01_run_blocking.warmed_consumer``). The seed's topics existed
+    before its consumers started, so this is the seed's situation too."""
+
+    def make(**kwargs: Any) -> KafkaConsumer:
+        consumer = KafkaConsumer(**kwargs)
+        try:
+            for topic in topics:
+                consumer.partitions_for_topic(topic)
+        except BaseException:
+            consumer.close(autocommit=False)
+            raise
+        return consumer
+
+    return make
+
+
 def raw_consumer(broker: BrokerHandle, topic: str, group: str, who: str,
                  timeline: Timeline) -> KafkaConsumer:
-    """A raw kafka-python consumer of ``group``: auto-commit off, from the earliest offset."""
-    consumer = KafkaConsumer(**broker.clients(group_id=group, client_id=who,
-                                              enable_auto_commit=False,
-                                              auto_offset_reset="earliest", **GROUP_SETTINGS))
+    """A raw kafka-python consumer of ``group``: auto-commit off, from the earliest offset,
+    the topic's metadata fetched before it subscribes (see :func:`warmed_consumer`)."""
+    consumer = warmed_consumer((topic,))(**broker.clients(group_id=group, client_id=who,
+                                                          enable_auto_commit=False,
+                                                          auto_offset_reset="earliest",
+                                                          **GROUP_SETTINGS))
     consumer.subscribe([topic], listener=TimelineRebalanceListener(timeline, who))
     return consumer
 
@@ -465,7 +495,8 @@ def run_runner(broker: BrokerHandle, *, n_messages: int = 5, fail_message: int =
         return done and tried and moved
 
     runner = ConsumerRunner(runner_config(broker, result.topic, result.group, who),
-                            batch_handler=handler, listeners=[runner_listener(tl, who), on_event])
+                            batch_handler=handler, listeners=[runner_listener(tl, who), on_event],
+                            consumer_factory=warmed_consumer((result.topic,)))
     try:
         runner.run(timeout=timeout_s)
         deadline = time.monotonic() + timeout_s
@@ -480,3 +511,83 @@ def run_runner(broker: BrokerHandle, *, n_messages: int = 5, fail_message: int =
                        for i, ((d, p, f), c) in enumerate(zip(batches, after, strict=True))]
     result.committed = committed_positions(broker, result.group, result.topic)
     return result
+
+
+# -- tables and pictures (E04 uses them too) ------------------------------------------------
+def attempts_frame(results: list[ScenarioResult]) -> pd.DataFrame:
+    """Every attempt of every scenario: delivered, processed, failed, committed after."""
+    import pandas as pd
+
+    return pd.DataFrame([row for r in results for row in r.attempts_rows()])
+
+
+def deliveries_frame(results: list[ScenarioResult]) -> pd.DataFrame:
+    """Per scenario and message: times delivered (handed to the handler) and processed."""
+    import pandas as pd
+
+    rows = []
+    for r in results:
+        delivered, processed = r.delivery_counts(), r.processed_counts()
+        for m in r.messages:
+            rows.append({"scenario": r.name, "message": m.number, "partition": m.partition,
+                         "delivered": delivered[m.number], "processed": processed[m.number],
+                         "lost": m.number in r.lost()})
+    return pd.DataFrame(rows)
+
+
+def plot_timelines(results: list[ScenarioResult], *, width: float = 10.0) -> Figure:
+    """One timeline (:func:`~offsetlab.lab.plots.plot_timeline`) per scenario, stacked."""
+    from matplotlib.figure import Figure
+
+    from offsetlab.lab.plots import plot_timeline
+
+    heights = [max(1.6, 0.55 * r.timeline.to_frame().who.nunique() + 1.0) for r in results]
+    fig = Figure(figsize=(width, sum(heights)), layout="constrained")
+    axes = fig.subplots(len(results), 1, height_ratios=heights, squeeze=False)[:, 0]
+    for ax, r in zip(axes, results, strict=True):
+        plot_timeline(r.timeline.to_frame(), ax=ax, title=r.name, annotate_other=False)
+    return fig
+
+
+_CELL_STYLE = {"processed": ("o", "#31a354"), "failed": ("X", "#de2d26"),
+               "delivered, not processed": ("o", "#d9d9d9")}
+
+
+def plot_attempts(results: list[ScenarioResult], *, width: float = 10.0) -> Figure:
+    """Per scenario, a grid of attempts (rows) by message (columns): processed (green),
+    failed (red cross), delivered but not processed (grey); the committed position after each
+    attempt written on the right, messages lost at the end marked in the column header."""
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    heights = [0.45 * max(1, len(r.attempts)) + 0.9 for r in results]
+    fig = Figure(figsize=(width, sum(heights)), layout="constrained")
+    axes = fig.subplots(len(results), 1, height_ratios=heights, squeeze=False)[:, 0]
+    for ax, r in zip(axes, results, strict=True):
+        lost = set(r.lost())
+        for y, a in enumerate(r.attempts):
+            for n in a.delivered:
+                state = ("failed" if n in a.failed else "processed" if n in a.processed
+                         else "delivered, not processed")
+                marker, color = _CELL_STYLE[state]
+                ax.scatter([n], [y], marker=marker, color=color, s=110, edgecolors="black",
+                           linewidths=0.4, zorder=3)
+            ax.annotate(f"committed {r.next_message(a.committed)}", (1.0, y),
+                        xycoords=("axes fraction", "data"), xytext=(6, 0),
+                        textcoords="offset points", va="center", fontsize=8)
+        numbers = [m.number for m in r.messages]
+        ax.set_xticks(numbers, [f"{m.number}\n(p{m.partition})" + ("\nLOST" if m.number in lost else "")
+                                for m in r.messages], fontsize=8)
+        for label, m in zip(ax.get_xticklabels(), r.messages, strict=True):
+            if m.number in lost:
+                label.set_color("#de2d26")
+        ax.set_yticks(range(len(r.attempts)), [f"{a.attempt}: {a.who}" for a in r.attempts], fontsize=8)
+        ax.set_xlim(min(numbers) - 0.6, max(numbers) + 0.6)
+        ax.set_ylim(len(r.attempts) - 0.5, -0.5)
+        ax.grid(alpha=0.3)
+        ax.set_title(r.name, fontsize=10, loc="left")
+    axes[0].legend(handles=[Line2D([], [], marker=m, color=c, linestyle="", markeredgecolor="black", label=k)
+                            for k, (m, c) in _CELL_STYLE.items()],
+                   loc="lower left", bbox_to_anchor=(0.0, 1.15), ncol=3, fontsize=8, frameon=False)
+    axes[-1].set_xlabel("message (partition)")
+    return fig

@@ -52,6 +52,7 @@ from offsetlab.lab.experiments.e03_batch_failure import (
     restart_and_finish,
     run_raw_consumer,
     runner_config,
+    warmed_consumer,
 )
 from offsetlab.lab.timeline import record_consumed, runner_listener
 
@@ -133,7 +134,8 @@ def run_runner(broker: BrokerHandle, *, n_messages: int = 5, fail_message: int =
 
     policy = CrashPolicy(restart=True, max_restarts=3, backoff_s=backoff_s, max_backoff_s=backoff_s)
     runner = ConsumerRunner(runner_config(broker, result.topic, result.group, "runner", policy),
-                            handler=handler, listeners=[on_event, runner_listener(tl, "runner")])
+                            handler=handler, listeners=[on_event, runner_listener(tl, "runner")],
+                            consumer_factory=warmed_consumer((result.topic,)))
     end = result.end_offsets[0]
     try:
         runner.run(timeout=timeout_s)
