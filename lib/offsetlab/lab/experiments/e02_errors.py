@@ -1,0 +1,322 @@
+"""E02 What do the calls return, and how do errors surface? Scenarios of
+``notebooks/02_errors_and_events.ipynb``.
+
+The seed (run02) logged what KafkaJS's ``connect()``, ``subscribe()`` and ``run()`` return
+(``undefined`` on success) and read the code for the rest: ``subscribe`` throws when the
+consumer is running or a parameter is bad, ``run`` fails only if it cannot join, and after
+that errors surface as events (CONNECT, DISCONNECT, STOP, CRASH). Here each *scenario* runs
+the same *operations* for raw kafka-python and for the adapter's runner, and a
+:class:`Matrix` records, per (client, scenario, operation), what came back: ``returns
+<type>`` or ``raises <ExceptionClass>`` (``JoinFailed(<cause class>)`` for the runner) and
+how long the call took.
+
+Operations, raw kafka-python: ``connect`` = ``KafkaConsumer(...)`` (it bootstraps in its
+constructor); ``subscribe``; ``start/run`` = ``poll()`` until assigned or ``join_wait_s``
+(there is no ``run()``; for *handler raises* it is the user's own poll loop); ``commit`` =
+``commit(timeout_ms=...)``; ``close``. The runner: ``connect`` = building ``RunnerConfig``
+and ``ConsumerRunner`` (no I/O yet); ``subscribe`` = topics are part of the frozen config,
+so only *subscribe while running* tries something (assigning ``config.topics``);
+``start/run`` = ``run(timeout)``; ``commit`` = whether the runner emitted a ``Commit`` event
+(it commits settled records itself); ``close`` = ``stop()``.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.structs import TopicPartition
+
+from offsetlab.brokers import BrokerHandle
+from offsetlab.bus.config import CrashPolicy, RunnerConfig
+from offsetlab.bus.lifecycle import LifecycleEvent
+from offsetlab.bus.runner import ConsumerRunner, _reap_io_threads
+from offsetlab.lab.experiments.e01_run_blocking import warmed_consumer
+from offsetlab.lab.raw import create_topic, unique
+from offsetlab.lab.timeline import Timeline, record_consumed, runner_listener
+
+__all__ = ["OPERATIONS", "SCENARIOS", "INVALID_TOPIC", "Attempt", "Matrix", "Settings",
+           "closed_port", "outcome", "raw_scenario", "runner_scenario", "milestones"]
+
+OPERATIONS = ("connect", "subscribe", "start/run", "commit", "close")
+SCENARIOS = ("success", "missing topic, auto-create on", "missing topic, auto-create off",
+             "invalid topic name", "subscribe while running", "unreachable broker at start",
+             "broker stopped while running", "handler raises")
+INVALID_TOPIC = "not a valid topic!"
+#: lifecycle kinds that mark a runner's life (rebalances and commits vary in number)
+MILESTONES = ("connect", "group_join", "crash", "stop", "disconnect")
+#: scenarios whose topic exists: the runner's consumer fetches its metadata before it
+#: subscribes (see e01's ``warmed_consumer``); the others keep kafka-python's own behaviour
+_WARM = ("success", "subscribe while running", "broker stopped while running", "handler raises")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Short timeouts so that every failure shows within the notebook's budget."""
+
+    session_timeout_ms: int = 6000
+    heartbeat_interval_ms: int = 1000
+    bootstrap_timeout_ms: int = 1500
+    commit_timeout_ms: int = 1500
+    join_wait_s: float = 15.0
+    assign_wait_s: float = 3.0
+    after_stop_s: float = 1.5
+
+    def consumer(self) -> dict[str, Any]:
+        return {"session_timeout_ms": self.session_timeout_ms,
+                "heartbeat_interval_ms": self.heartbeat_interval_ms,
+                "bootstrap_timeout_ms": self.bootstrap_timeout_ms,
+                "auto_offset_reset": "earliest"}
+
+
+@dataclass(frozen=True)
+class Attempt:
+    client: str
+    scenario: str
+    operation: str
+    result: str
+    seconds: float
+
+
+def outcome(value: Any = None, error: BaseException | None = None) -> str:
+    """``returns <type>`` / ``raises <class>``; a runner's JoinFailed names its cause."""
+    if error is not None:
+        name = type(error).__name__
+        if error.__cause__ is not None and name == "JoinFailed":
+            name += f"({type(error.__cause__).__name__})"
+        return f"raises {name}"
+    if value is None:
+        return "returns None"
+    if hasattr(value, "name") and type(value).__name__ == "RunnerState":
+        return f"returns {value.name}"
+    return f"returns {type(value).__name__}"
+
+
+@dataclass
+class Matrix:
+    """What each operation gave back, per client and scenario (and notes)."""
+
+    attempts: list[Attempt] = field(default_factory=list)
+    notes: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+
+    def attempt(self, client: str, scenario: str, operation: str, fn: Callable[[], Any],
+                *, describe: Callable[[Any], str] | None = None) -> tuple[bool, Any]:
+        """Call ``fn``; record its outcome; return (ok, value or exception)."""
+        t0 = time.monotonic()
+        try:
+            value = fn()
+        except Exception as exc:  # the outcome IS the exception
+            self.attempts.append(Attempt(client, scenario, operation, outcome(error=exc),
+                                         time.monotonic() - t0))
+            return False, exc
+        text = describe(value) if describe else outcome(value)
+        self.attempts.append(Attempt(client, scenario, operation, text, time.monotonic() - t0))
+        return True, value
+
+    def note(self, client: str, scenario: str, text: str) -> None:
+        self.notes.setdefault((client, scenario), []).append(text)
+
+    def table(self, column: str = "result") -> Any:
+        """A DataFrame: one row per (client, scenario), one column per operation."""
+        import pandas as pd
+
+        frame = pd.DataFrame([a.__dict__ for a in self.attempts])
+        table = frame.pivot_table(index=["client", "scenario"], columns="operation",
+                                  values=column, aggfunc="last", sort=False)
+        table = table.reindex(columns=[op for op in OPERATIONS if op in table.columns])
+        table["notes"] = ["; ".join(self.notes.get(k, [])) for k in table.index]
+        return table.fillna("-" if column == "result" else float("nan"))
+
+
+def closed_port() -> str:
+    """``127.0.0.1:<port>`` where nobody listens (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{s.getsockname()[1]}"
+
+
+def _produce(servers: str, topic: str, n: int) -> None:
+    producer = KafkaProducer(bootstrap_servers=servers)
+    try:
+        for i in range(n):
+            producer.send(topic, key=f"key-{i}".encode(), value=f"message {i}".encode()).get(timeout=30)
+    finally:
+        producer.close(timeout=10)
+
+
+def _topic_exists(servers: str, topic: str) -> bool:
+    admin = KafkaAdminClient(bootstrap_servers=servers)
+    try:
+        return topic in admin.list_topics()
+    finally:
+        admin.close()
+
+
+def _committed(servers: str, group: str, tp: TopicPartition) -> int | None:
+    probe = KafkaConsumer(bootstrap_servers=servers, group_id=group, enable_auto_commit=False)
+    try:
+        return probe.committed(tp, timeout_ms=10_000)
+    finally:
+        probe.close(autocommit=False)
+
+
+def _topic_for(broker: BrokerHandle, scenario: str, prefix: str) -> str:
+    """The topic a scenario subscribes to (created up front where it should exist)."""
+    if scenario == "invalid topic name":
+        return INVALID_TOPIC
+    if scenario.startswith("missing topic"):
+        return unique(f"{prefix}-missing")
+    topic = create_topic(broker, unique(prefix), 1)
+    if scenario in ("success", "handler raises", "broker stopped while running"):
+        _produce(broker.bootstrap_servers, topic, 3)
+    return topic
+
+
+# -- raw kafka-python ---------------------------------------------------------------------
+def raw_scenario(m: Matrix, broker: BrokerHandle, scenario: str, s: Settings) -> None:
+    """Run ``scenario`` with a raw KafkaConsumer, recording every operation in ``m``."""
+    client = "kafka-python"
+    servers = closed_port() if scenario == "unreachable broker at start" else broker.bootstrap_servers
+    topic = "unused" if scenario == "unreachable broker at start" else _topic_for(broker, scenario, "e02-raw")
+    group = unique("e02-raw-group")
+    before = {t_.ident for t_ in threading.enumerate()}
+    ok, consumer = m.attempt(client, scenario, "connect", lambda: KafkaConsumer(
+        bootstrap_servers=servers, group_id=group, client_id=f"e02-raw-{group}",
+        enable_auto_commit=False, **s.consumer()))
+    if not ok:
+        leaked = _reap_io_threads(before, f"e02-raw-{group}")
+        m.note(client, scenario, f"IO threads left running by the failed constructor: {leaked}")
+        return
+    try:
+        if scenario != "subscribe while running":
+            ok, _ = m.attempt(client, scenario, "subscribe", lambda: consumer.subscribe([topic]))
+        else:
+            consumer.subscribe([topic])
+        if ok:
+            _raw_run(m, client, scenario, consumer, topic, group, s, broker)
+    finally:
+        m.attempt(client, scenario, "close", consumer.close)
+
+
+def _poll_until_assigned(consumer: KafkaConsumer, s: Settings, *, records: bool) -> dict[Any, Any]:
+    """poll() until assigned (and, with ``records``, until a poll returned records), at most
+    ``assign_wait_s``; returns the last poll's result."""
+    deadline = time.monotonic() + s.assign_wait_s
+    polled: dict[Any, Any] = {}
+    while time.monotonic() < deadline and (not consumer.assignment() or (records and not polled)):
+        polled = consumer.poll(timeout_ms=100)
+    return polled
+
+
+def _raw_run(m: Matrix, client: str, scenario: str, consumer: KafkaConsumer, topic: str,
+             group: str, s: Settings, broker: BrokerHandle) -> None:
+    if scenario == "handler raises":
+        failed: list[int] = []
+
+        def loop() -> None:  # the seed's handler, inside the user's own poll loop
+            deadline = time.monotonic() + s.join_wait_s
+            while time.monotonic() < deadline:
+                for records in consumer.poll(timeout_ms=100).values():
+                    for record in records:
+                        if record.offset == 1:
+                            failed.append(record.offset)
+                            raise RuntimeError(f"handler failed on offset {record.offset}")
+
+        m.attempt(client, scenario, "start/run", loop)
+        m.attempt(client, scenario, "commit", lambda: consumer.commit(timeout_ms=s.commit_timeout_ms))
+        position = _committed(broker.bootstrap_servers, group, TopicPartition(topic, 0))
+        m.note(client, scenario, f"commit() moved the position past the failed record: "
+                                 f"{bool(failed) and position is not None and position > failed[0]}")
+        return
+    has_records = scenario in ("success", "broker stopped while running")
+    m.attempt(client, scenario, "start/run", lambda: _poll_until_assigned(consumer, s, records=has_records),
+              describe=lambda v: f"{outcome(v)}, {len(consumer.assignment())} partitions assigned")
+    if scenario == "subscribe while running":
+        m.attempt(client, scenario, "subscribe", lambda: consumer.subscribe([unique("e02-other")]))
+        m.note(client, scenario, f"subscription after it: {sorted(consumer.subscription() or ()) != [topic]}"
+                                 " (changed)")
+    if scenario.startswith("missing topic"):
+        m.note(client, scenario, f"topic exists afterwards: {_topic_exists(broker.bootstrap_servers, topic)}")
+    if scenario == "broker stopped while running":
+        broker.stop()
+        ok, polled = m.attempt(client, scenario, "start/run", lambda: consumer.poll(timeout_ms=int(s.after_stop_s * 1000)),
+                               describe=lambda v: f"{outcome(v)} (poll() after the stop)")
+        m.note(client, scenario, f"assignment kept after the stop: {bool(consumer.assignment())}")
+    m.attempt(client, scenario, "commit", lambda: consumer.commit(timeout_ms=s.commit_timeout_ms))
+
+
+# -- the runner ---------------------------------------------------------------------------
+def runner_scenario(m: Matrix, broker: BrokerHandle, scenario: str, s: Settings,
+                    timeline: Timeline, *, on_event: Callable[[LifecycleEvent], object] | None = None
+                    ) -> list[str]:
+    """Run ``scenario`` with a ConsumerRunner; record operations in ``m`` and lifecycle
+    events on ``timeline`` (lane = scenario). Returns the lifecycle kinds in order."""
+    client = "runner"
+    servers = closed_port() if scenario == "unreachable broker at start" else broker.bootstrap_servers
+    topic = "unused" if scenario == "unreachable broker at start" else _topic_for(broker, scenario, "e02-runner")
+    kinds: list[str] = []
+
+    def listen(event: LifecycleEvent) -> None:
+        kinds.append(event.kind.value)
+        if on_event is not None:
+            on_event(event)
+
+    failed: list[int] = []
+
+    def handler(record: Any) -> None:
+        record_consumed(timeline, scenario, record)
+        if scenario == "handler raises" and record.offset == 1 and not failed:
+            failed.append(record.offset)
+            raise RuntimeError(f"handler failed on offset {record.offset}")
+
+    ok, runner = m.attempt(client, scenario, "connect", lambda: ConsumerRunner(
+        RunnerConfig(bootstrap_servers=servers, group_id=unique("e02-runner-group"), topics=(topic,),
+                     name=unique("e02-runner"), consumer_settings=s.consumer(),
+                     crash_policy=CrashPolicy(backoff_s=0.2)),
+        handler=handler, listeners=[runner_listener(timeline, scenario), listen],
+        consumer_factory=warmed_consumer((topic,)) if scenario in _WARM else KafkaConsumer))
+    if not ok:
+        return kinds
+    try:
+        ok, join = m.attempt(client, scenario, "start/run", lambda: runner.run(timeout=s.join_wait_s),
+                             describe=lambda j: f"{outcome(j)}, {len(j.assignment)} partitions")
+        if scenario == "subscribe while running" and ok:
+            m.attempt(client, scenario, "subscribe",
+                      lambda: setattr(runner.config, "topics", (unique("e02-other"),)))
+            m.attempt(client, scenario, "start/run", lambda: runner.run(timeout=s.join_wait_s),
+                      describe=lambda j: f"{outcome(j)} (the same join: {j is join})")
+        if ok:  # let it consume / see the topic appear, at most assign_wait_s
+            deadline = time.monotonic() + s.assign_wait_s
+            while time.monotonic() < deadline and not (runner.assignment() and (
+                    scenario not in ("success", "broker stopped while running")
+                    or "commit" in kinds)):
+                time.sleep(0.05)
+        if scenario.startswith("missing topic") and ok:
+            m.note(client, scenario, f"topic exists afterwards: {_topic_exists(broker.bootstrap_servers, topic)}")
+        if scenario == "broker stopped while running" and ok:
+            broker.stop()
+            time.sleep(s.after_stop_s)
+            m.note(client, scenario, f"state {s.after_stop_s:g} s after the stop: {runner.state.name}")
+        if scenario == "handler raises" and ok:
+            # 0 and 1 (raises), then after the restart 1 again and 2
+            deadline = time.monotonic() + s.join_wait_s
+            while time.monotonic() < deadline and sum(
+                    1 for r in timeline.rows() if r.who == scenario and r.what == "consumed") < 4:
+                time.sleep(0.05)
+            m.note(client, scenario, f"restarts: {runner.restarts}")
+        if ok or scenario == "subscribe while running":
+            m.attempt(client, scenario, "commit", lambda: kinds.count("commit"),
+                      describe=lambda n: "Commit emitted" if n else "no Commit")
+    finally:
+        m.attempt(client, scenario, "close", lambda: runner.stop(timeout=30))
+    return kinds
+
+
+def milestones(kinds: list[str]) -> list[str]:
+    """The lifecycle kinds that mark a runner's life, in order (see :data:`MILESTONES`)."""
+    return [k for k in kinds if k in MILESTONES]
