@@ -106,7 +106,10 @@ class BenchResult:
     measurements: list[dict[str, Any]] = field(default_factory=list)
     #: "<op> <side>" -> median messages/s
     rates: dict[str, float] = field(default_factory=dict)
-    #: "<op> bus/raw", "<op> bus/raw+json" -> ratio of median rates
+    #: "<op> <side>" -> median CPU microseconds per message (this process, all threads)
+    cpu_us: dict[str, float] = field(default_factory=dict)
+    #: "<op> bus/raw", "<op> bus/raw+json": ratio of median rates; "<op> cpu raw/bus": ratio
+    #: of median CPU per message (raw over bus, so that it too reads "higher is better")
     ratios: dict[str, float] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
 
@@ -116,26 +119,36 @@ class BenchResult:
         return data
 
 
+@dataclass(frozen=True)
+class Timing:
+    """Wall-clock seconds of a measurement and the CPU seconds this process spent in it (all
+    its threads: kafka-python's IO thread, the bus's runner). CPU time is the steadier number
+    on a shared machine; the wall clock is what the target is about."""
+
+    wall_s: float
+    cpu_s: float
+
+    @classmethod
+    def since(cls, wall0: float, cpu0: float) -> Timing:
+        return cls(time.perf_counter() - wall0, time.process_time() - cpu0)
+
+
 class _Clock:
     """First and last moment a handler ran, and a count; ``done`` once ``n`` were handled."""
 
     def __init__(self, n: int) -> None:
         self.n, self.count = n, 0
-        self.first = self.last = 0.0
+        self.first = self.first_cpu = 0.0
+        self.timing = Timing(0.0, 0.0)
         self.done = threading.Event()
 
     def tick(self) -> None:
-        now = time.perf_counter()
         if self.count == 0:
-            self.first = now
+            self.first, self.first_cpu = time.perf_counter(), time.process_time()
         self.count += 1
         if self.count == self.n:
-            self.last = now
+            self.timing = Timing.since(self.first, self.first_cpu)
             self.done.set()
-
-    def rate(self) -> tuple[float, float]:
-        seconds = self.last - self.first
-        return seconds, (self.n - 1) / seconds if seconds > 0 else float("inf")
 
 
 # -- the measurements ----------------------------------------------------------------------------
@@ -148,15 +161,15 @@ def _envelope_json(seq: int) -> bytes:
 
 
 def produce_raw(servers: str, topic: str, n: int, registry: EventRegistry, *,
-                serialize: bool) -> float:
-    """Seconds to send ``n`` records and flush once (``serialize``: json.dumps in the loop)."""
+                serialize: bool) -> Timing:
+    """Time to send ``n`` records and flush once (``serialize``: json.dumps in the loop)."""
     from kafka import KafkaProducer
 
     encoded = [] if serialize else [registry.encode(BenchEvent(seq=i)) for i in range(n)]
     producer = KafkaProducer(bootstrap_servers=servers, **PRODUCER_SETTINGS)
     try:
         producer.partitions_for(topic)  # metadata outside the clock, as for the bus below
-        start = time.perf_counter()
+        wall0, cpu0 = time.perf_counter(), time.process_time()
         if serialize:
             for i in range(n):
                 producer.send(topic, key=str(i).encode(), value=_envelope_json(i))
@@ -164,23 +177,23 @@ def produce_raw(servers: str, topic: str, n: int, registry: EventRegistry, *,
             for e in encoded:
                 producer.send(topic, key=e.key, value=e.value, headers=list(e.headers))
         producer.flush()
-        return time.perf_counter() - start
+        return Timing.since(wall0, cpu0)
     finally:
         producer.close(timeout=10)
 
 
-def produce_bus(bus: Any, n: int) -> float:
-    """Seconds for ``bus.publish_many`` of ``n`` events (encode, send all, wait all)."""
+def produce_bus(bus: Any, n: int) -> Timing:
+    """Time of ``bus.publish_many`` of ``n`` events (encode, send all, wait all)."""
     bus.publish_many([BenchEvent(seq=0)])  # producer and metadata outside the clock
     events = [BenchEvent(seq=i) for i in range(1, n + 1)]
-    start = time.perf_counter()
+    wall0, cpu0 = time.perf_counter(), time.process_time()
     bus.publish_many(events)
-    return time.perf_counter() - start
+    return Timing.since(wall0, cpu0)
 
 
 def consume_raw(servers: str, topic: str, group: str, n: int, *, decode: bool,
-                timeout_s: float) -> float:
-    """Seconds between the first and the n-th record handled by a poll loop that commits
+                timeout_s: float) -> Timing:
+    """Time between the first and the n-th record handled by a poll loop that commits
     once per batch (``decode``: json.loads each value)."""
     from kafka import KafkaConsumer
 
@@ -203,11 +216,11 @@ def consume_raw(servers: str, topic: str, group: str, n: int, *, decode: bool,
                 consumer.commit()
     finally:
         consumer.close(autocommit=False)
-    return clock.rate()[0]
+    return clock.timing
 
 
-def consume_bus(bus: Any, group: str, n: int, *, timeout_s: float) -> float:
-    """Seconds between the first and the n-th event handled by a no-op bus handler."""
+def consume_bus(bus: Any, group: str, n: int, *, timeout_s: float) -> Timing:
+    """Time between the first and the n-th event handled by a no-op bus handler."""
     clock = _Clock(n)
 
     def handler(event: Event) -> None:
@@ -221,7 +234,7 @@ def consume_bus(bus: Any, group: str, n: int, *, timeout_s: float) -> float:
                                f"in {timeout_s:.0f} s")
     finally:
         sub.stop(timeout=30)
-    return clock.rate()[0]
+    return clock.timing
 
 
 # -- the run --------------------------------------------------------------------------------------
@@ -249,13 +262,13 @@ def _one_repeat(config: BenchConfig, broker: Any, run_id: str, r: int, result: B
         bootstrap_servers=servers, publish_producer=PRODUCER_SETTINGS,
         publish_timeout_s=config.timeout_s, create_topics=False, name=f"bench-{r}"))
     try:
-        produce: dict[str, Callable[[], float]] = {
+        produce: dict[str, Callable[[], Timing]] = {
             "raw": lambda: produce_raw(servers, raw_topic, n, registry, serialize=False),
             "raw+json": lambda: produce_raw(servers, json_topic, n, registry, serialize=True),
             "bus": lambda: produce_bus(bus, n),
         }
         # the bus topic holds n + 1 events (its warm-up publish): n gaps first to last
-        consume: dict[str, Callable[[], float]] = {
+        consume: dict[str, Callable[[], Timing]] = {
             "raw": lambda: consume_raw(servers, bus_topic, f"{prefix}raw", n + 1, decode=False,
                                        timeout_s=config.timeout_s),
             "raw+json": lambda: consume_raw(servers, bus_topic, f"{prefix}rawjson", n + 1,
@@ -265,13 +278,32 @@ def _one_repeat(config: BenchConfig, broker: Any, run_id: str, r: int, result: B
         order = SIDES if r % 2 == 0 else tuple(reversed(SIDES))
         for op, table in (("produce", produce), ("consume", consume)):
             for side in order:
-                seconds = table[side]()
-                rate = n / seconds if seconds > 0 else float("inf")
+                t = table[side]()
+                rate = n / t.wall_s if t.wall_s > 0 else float("inf")
+                cpu_us = t.cpu_s / n * 1e6
                 result.measurements.append({"repeat": r, "op": op, "side": side, "messages": n,
-                                            "seconds": round(seconds, 4), "rate": round(rate, 1)})
-                say(f"  repeat {r + 1}: {op} {side:<8} {rate:>10,.0f} msg/s ({seconds:.3f} s)")
+                                            "seconds": round(t.wall_s, 4), "rate": round(rate, 1),
+                                            "cpu_s": round(t.cpu_s, 4),
+                                            "cpu_us_per_message": round(cpu_us, 2)})
+                say(f"  repeat {r + 1}: {op} {side:<8} {rate:>10,.0f} msg/s ({t.wall_s:.3f} s; "
+                    f"{cpu_us:.1f} us CPU/message)")
     finally:
         bus.close()
+
+
+def _summarize(result: BenchResult) -> None:
+    """Medians per (op, side) and the ratios, from ``result.measurements``."""
+    for op in OPS:
+        for side in SIDES:
+            rows = [m for m in result.measurements if m["op"] == op and m["side"] == side]
+            result.rates[f"{op} {side}"] = round(statistics.median(m["rate"] for m in rows), 1)
+            result.cpu_us[f"{op} {side}"] = round(
+                statistics.median(m["cpu_us_per_message"] for m in rows), 2)
+        for base in ("raw", "raw+json"):
+            result.ratios[f"{op} bus/{base}"] = round(
+                result.rates[f"{op} bus"] / result.rates[f"{op} {base}"], 3)
+        result.ratios[f"{op} cpu raw/bus"] = round(
+            result.cpu_us[f"{op} raw"] / result.cpu_us[f"{op} bus"], 3)
 
 
 def run_bench(config: BenchConfig, *, broker: Any = None, out: IO[str] | None = None) -> BenchResult:
@@ -310,21 +342,19 @@ def run_bench(config: BenchConfig, *, broker: Any = None, out: IO[str] | None = 
             f"partitions, {broker.kind} {broker.version} at {servers}; producer {PRODUCER_SETTINGS}")
         for r in range(config.repeat):
             _one_repeat(config, broker, run_id, r, result, say)
+    _summarize(result)
     for op in OPS:
         for side in SIDES:
-            rates = [m["rate"] for m in result.measurements if m["op"] == op and m["side"] == side]
-            result.rates[f"{op} {side}"] = round(statistics.median(rates), 1)
-        for base in ("raw", "raw+json"):
-            result.ratios[f"{op} bus/{base}"] = round(
-                result.rates[f"{op} bus"] / result.rates[f"{op} {base}"], 3)
+            say(f"{op} {side:<8} {result.rates[f'{op} {side}']:>10,.0f} msg/s, "
+                f"{result.cpu_us[f'{op} {side}']:.1f} us CPU/message (medians)")
     for op in OPS:
-        for side in SIDES:
-            say(f"{op} {side:<8} {result.rates[f'{op} {side}']:>10,.0f} msg/s (median)")
+        say(f"{op} ratio bus/raw: {result.ratios[f'{op} bus/raw']:.3f} (throughput; target >= 0.9)")
     for op in OPS:
-        say(f"{op} ratio bus/raw: {result.ratios[f'{op} bus/raw']:.3f} (target >= 0.9)")
+        say(f"{op} ratio bus/raw+json: {result.ratios[f'{op} bus/raw+json']:.3f} (throughput; "
+            "context: the raw side also does JSON)")
     for op in OPS:
-        say(f"{op} ratio bus/raw+json: {result.ratios[f'{op} bus/raw+json']:.3f} (context: the "
-            f"raw side also serializes JSON)")
+        say(f"{op} cpu ratio raw/bus: {result.ratios[f'{op} cpu raw/bus']:.3f} (CPU per message, "
+            "steadier on a busy machine; above 1 is the bus cheaper)")
     (run_dir / "bench.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     say(f"saved: {run_dir / 'bench.json'}")
     return result

@@ -119,6 +119,8 @@ class ChaosResult:
     lost_sample: list[int] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     actions: list[dict[str, Any]] = field(default_factory=list)
+    #: every worker process: name, pid, exit status, events it handled
+    workers: list[dict[str, Any]] = field(default_factory=list)
     drained: bool = False
     interrupted: bool = False
 
@@ -422,12 +424,13 @@ def run_chaos(config: ChaosConfig, *, broker: Any = None, out: IO[str] | None = 
     def rel() -> float:
         return round(time.monotonic() - t0, 3)
 
-    say(f"chaos run {run_id}: {config.events} events, {config.workers} workers, "
-        f"{config.partitions} partitions, {config.kills} kills, {config.broker_restarts} broker "
-        f"restarts, seed {seed} (consumer {config.consumer}, publisher {config.publisher})")
+    say(f"chaos run {run_id}: events {config.events}, workers {config.workers}, partitions "
+        f"{config.partitions}, kills {config.kills}, broker restarts {config.broker_restarts}, "
+        f"seed {seed} (consumer {config.consumer}, publisher {config.publisher})")
     abort = threading.Event()
     threads: list[threading.Thread] = []
     tally = ProcessedTally()
+    pool: WorkerPool | None = None
 
     def end_threads() -> None:
         abort.set()
@@ -555,6 +558,10 @@ def run_chaos(config: ChaosConfig, *, broker: Any = None, out: IO[str] | None = 
     except KeyboardInterrupt:
         result.interrupted = True
         say("interrupted")
+    finally:
+        if pool is not None:
+            result.workers = [{"name": w.name, "pid": w.proc.pid, "returncode": w.proc.returncode,
+                               "events": _lines(w.out)} for w in pool.workers]
     result.timings["total_s"] = rel()
     _report(result, config, say)
     (run_dir / "chaos.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
@@ -595,7 +602,7 @@ def _report(result: ChaosResult, config: ChaosConfig, say: Callable[[str], None]
              (("broker start", "broker_start_s"), ("workers joined", "workers_joined_s"),
               ("publish", "publish_s"), ("drain", "drain_s"), ("stop", "stop_workers_s"),
               ("total", "total_s")) if key in t]
-    say(f"timings: {', '.join(parts)}; {kills} kills, {restarts} broker restarts done")
+    say(f"timings: {', '.join(parts)}; done: kills {kills}, broker restarts {restarts}")
 
 
 # -- CLI --------------------------------------------------------------------------------------

@@ -91,10 +91,12 @@ def _watch_parent(on_orphan: Callable[[], None]) -> None:
     parent = os.getppid()
 
     def stdin_eof() -> None:
+        # os.read on the descriptor, not sys.stdin: a daemon thread blocked inside a buffered
+        # reader makes the interpreter abort at shutdown (it cannot take the buffer's lock)
         try:
-            while sys.stdin.buffer.read(4096):
+            while os.read(0, 4096):
                 pass
-        except (OSError, ValueError):
+        except OSError:
             pass
         on_orphan()
 
