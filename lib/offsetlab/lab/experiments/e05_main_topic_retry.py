@@ -20,6 +20,12 @@ Knobs, one per thing the seed tried:
   commit, go on) or ``"crash"`` (the seed: raise, close without committing, build a new
   consumer in the same group, resume from the committed position; at most ``max_restarts``).
 
+Each consumer *assigns* itself the partition and commits under the run's group id (a restarted
+consumer reads the group's committed position, as the seed's did), without group membership:
+kafka-python 3.0.12 sometimes rebalances a fresh single-member group right after its first
+join, and a commit failed by that rebalance would make runs differ. Membership over time is
+E01's and E07's subject.
+
 Everything is recorded on a :class:`~offsetlab.lab.timeline.Timeline` (lanes ``producer``
 and ``consumer#N`` per incarnation) and as one row per delivery; the committed position is
 read back from the broker at the end. :func:`attempts`, :func:`processing_order` and
@@ -54,7 +60,12 @@ from offsetlab.bus.headers import Provenance, parse_provenance
 from offsetlab.bus.interface import Activity, ActivityKind
 from offsetlab.bus.kafka_bus import KafkaBus
 from offsetlab.bus.retry import RetryStrategy, dead_letter_topic
-from offsetlab.lab.experiments.outage import RETRY_COUNT_HEADER, DependencyDown, read_topic
+from offsetlab.lab.experiments.outage import (
+    RETRY_COUNT_HEADER,
+    DependencyDown,
+    read_topic,
+    warm_subscription,
+)
 from offsetlab.lab.raw import create_topic, unique
 from offsetlab.lab.timeline import Timeline, record_consumed, recorded_send
 
@@ -78,7 +89,7 @@ class Fail03:
     commit: Commit = "offset+1"
     on_exhausted: OnExhausted = "dead-letter"
     max_restarts: int = 2
-    idle_s: float = 1.0
+    idle_s: float = 1.5
     timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
@@ -170,17 +181,17 @@ def run_fail03(broker: BrokerHandle, config: Fail03) -> Fail03Run:
             who = f"consumer#{incarnation + 1}"
             consumer = KafkaConsumer(**broker.clients(
                 group_id=group, client_id=who, auto_offset_reset="earliest",
-                enable_auto_commit=False, metadata_max_age_ms=1000))
-            consumer.subscribe([topic])
+                enable_auto_commit=False))
+            consumer.assign([tp])  # no group membership: see the module docstring
             crashed = False
             first = True
             try:
-                last_record = float("inf")  # the quiet time counts from the group join
+                last_record = float("inf")  # the quiet time counts from the first poll
                 while time.monotonic() - last_record < config.idle_s or last_record == float("inf"):
                     if time.monotonic() > deadline:
                         raise TimeoutError(f"fail03 did not go quiet within {config.timeout_s} s")
                     batch = consumer.poll(timeout_ms=100)
-                    if last_record == float("inf") and consumer.assignment():
+                    if last_record == float("inf"):
                         last_record = time.monotonic()
                     for record in batch.get(tp, []):
                         last_record = time.monotonic()
@@ -380,13 +391,14 @@ def run_fail03_bus(broker: BrokerHandle, retry: RetryStrategy, *, n_messages: in
 
     config = KafkaBusConfig(bootstrap_servers=broker.bootstrap_servers, name=group,
                             client_settings=dict(broker.client_config), keep_activity=True,
-                            consumer_settings={"metadata_max_age_ms": 1000})
+                            )
     events = [Fail03Message(seq=i, message_key=f"key-{i % keys}") for i in range(n_messages)]
     with KafkaBus(registry, config) as bus:
         bus.add_listener(on_activity)
         sub = bus.subscribe(Fail03Message, handler, group=group, retry=retry)
+        warm_subscription(sub)
         sub.run(timeout=30)
-        bus.publish_many(events)
+        bus.publish_many(events)  # sent together: all in the log before the first copy
         ids = {e.event_id: e.seq for e in events}
         deadline = time.monotonic() + timeout_s
         finished = False
@@ -427,3 +439,59 @@ def run_bus_variants(broker: BrokerHandle,
                                      n_messages=n_messages, keys=keys)
                    for name, (retry, failing) in variants.items()}
         return {name: future.result() for name, future in futures.items()}
+
+
+# -- findings ----------------------------------------------------------------------------------
+def findings(raw: Mapping[str, Fail03Run], bus: Mapping[str, BusFail03Run], summary: Any, *,
+             max_retries: int) -> dict[str, Any]:
+    """E05's deterministic findings, from the runs of the notebook (names as it uses them).
+
+    ``raw``: :func:`run_variants` with ``transient``, ``poison``, ``no re-produce``,
+    ``crash, offset+1``, ``crash, offset``; ``bus``: :func:`run_bus_variants` with
+    ``bus transient`` and ``bus poison``; ``summary``: :func:`outage.summarize` of a run with
+    pipelines ``seed-reproduce``, ``seed-sleep``, ``bus-main-topic``, ``bus-retry-topic``.
+    Timing-dependent numbers become threshold comparisons.
+    """
+    out: dict[str, Any] = {}
+    t, p = raw["transient"], raw["poison"]
+    out["raw transient: deliveries per message"] = attempts(t)
+    out["raw transient: processing order"] = processing_order(t)
+    out["raw poison: deliveries of message 2 == max_retries + 1"] = attempts(p)[2] == max_retries + 1
+    out["raw poison: dead-lettered"] = p.dead_letters
+    out["raw no re-produce: lost"] = outcome(raw["no re-produce"])["lost"]
+    for name in ("crash, offset+1", "crash, offset"):
+        r = raw[name]
+        crashed = [d.offset for d in r.deliveries if d.outcome == "crash"]
+        first = r.first_after_restart[:1]
+        out[f"raw {name}: restart began at [the crashed record, the one before]"] = [
+            bool(first and crashed and first[0] == crashed[0]),
+            bool(first and crashed and first[0] == crashed[0] - 1)]
+        o = outcome(r)
+        out[f"raw {name}: [lost, duplicated]"] = [o["lost"], o["duplicated"]]
+        out[f"raw {name}: committed == end of topic"] = o["committed == end of topic"]
+    for name, b in bus.items():
+        o = b.outcome()
+        out[f"{name}: deliveries per message"] = b.attempts()
+        out[f"{name}: [lost, duplicated, dead-lettered]"] = [o["lost"], o["duplicated"],
+                                                           o["dead-lettered"]]
+        out[f"{name}: committed == end of topic"] = o["committed == end of topic"]
+    out["bus poison: dead letter [attempt header, original offset]"] = [
+        [prov.attempt, prov.original_offset] for _, prov in bus["bus poison"].dead_letters]
+    s = summary
+    out["outage: every pipeline processed or dead-lettered every item"] = bool(s["finished"].all())
+    out["outage: lost per pipeline"] = {k: int(v) for k, v in s["lost"].items()}
+    out["outage: duplicated per pipeline"] = {k: int(v) for k, v in s["duplicated"].items()}
+    out["outage: seed-reproduce dead-lettered items that only met the outage >= 1"] = bool(
+        s["dead_lettered"]["seed-reproduce"] >= 1)
+    out["outage: seed-reproduce max deliveries == max_retries + 1"] = bool(
+        s["max_attempts"]["seed-reproduce"] == max_retries + 1)
+    out["outage: bus-main-topic dead-lettered"] = int(s["dead_lettered"]["bus-main-topic"])
+    ratio = s["healthy_in_outage"]["bus-retry-topic"] / s["healthy_in_outage"]["bus-main-topic"]
+    out["outage: healthy throughput during it, retry topic / main topic >= 1.5"] = bool(ratio >= 1.5)
+    out["outage: longest healthy-key stall, main topic >= 2 x retry topic"] = bool(
+        s["healthy_stall_max_s"]["bus-main-topic"] >= 2 * s["healthy_stall_max_s"]["bus-retry-topic"])
+    out["outage: seed-sleep longest healthy-key stall >= 1 s"] = bool(
+        s["healthy_stall_max_s"]["seed-sleep"] >= 1.0)
+    out["outage: retry topic processed some key out of order"] = bool(
+        s["keys_out_of_order"]["bus-retry-topic"] >= 1)
+    return out

@@ -39,7 +39,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
-from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from offsetlab.brokers import BrokerHandle
@@ -63,10 +63,12 @@ __all__ = [
     "RawMainTopicPipeline",
     "RawRetryTopicPipeline",
     "BusPipeline",
+    "warm_subscription",
     "run_outage",
     "read_topic",
     "summarize",
     "throughput",
+    "plot_outage",
     "RETRY_COUNT_HEADER",
 ]
 
@@ -210,35 +212,30 @@ class Pipeline(Protocol):
 
 
 # -- raw kafka-python ----------------------------------------------------------------------
-class _Joined(ConsumerRebalanceListener):
-    def __init__(self) -> None:
-        self.event = threading.Event()
-
-    def on_partitions_revoked(self, revoked: Any) -> None:
-        pass
-
-    def on_partitions_assigned(self, assigned: Any) -> None:
-        if assigned:
-            self.event.set()
-
-
 class _Loop:
-    """A raw KafkaConsumer polled on its own thread; ``on_records(consumer, records)``."""
+    """A raw KafkaConsumer polled on its own thread; ``on_records(consumer, records)``.
+
+    It *assigns* itself every partition of ``topic`` and commits under ``group`` (kafka-python
+    reads the group's committed offsets when it starts): no group membership, so no
+    rebalance can make a run hand out different records (kafka-python 3.0.12 sometimes
+    rebalances a fresh single-member group right after its first join, when the metadata of a
+    just-created topic arrives; a commit then fails). Membership is E01's and E07's subject.
+    """
 
     def __init__(self, broker: BrokerHandle, topic: str, group: str, name: str,
                  on_records: Callable[[KafkaConsumer, list[Any]], None],
                  on_idle: Callable[[KafkaConsumer], None] | None = None) -> None:
-        self.joined = _Joined()
         self._stop = threading.Event()
         self.error: BaseException | None = None
         self._on_records, self._on_idle = on_records, on_idle
         self._consumer = KafkaConsumer(**broker.clients(
             group_id=group, client_id=name, auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            # a fresh topic can be missing from the first metadata the group leader sees (it
-            # then assigns nothing); a short metadata age makes it rejoin within a second
-            metadata_max_age_ms=1000))
-        self._consumer.subscribe([topic], listener=self.joined)
+            enable_auto_commit=False))
+        partitions = sorted(self._consumer.partitions_for_topic(topic) or ())
+        if not partitions:
+            self._consumer.close()
+            raise TimeoutError(f"{name}: topic {topic} has no partitions; create it first")
+        self._consumer.assign([TopicPartition(topic, p) for p in partitions])
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -257,8 +254,7 @@ class _Loop:
             self._consumer.close()
 
     def wait_joined(self, timeout_s: float = 30.0) -> None:
-        if not self.joined.event.wait(timeout_s):
-            raise TimeoutError(f"{self._thread.name} did not join its group within {timeout_s} s")
+        """Raise the loop's error if it already failed (assignment itself is immediate)."""
         if self.error is not None:
             raise self.error
 
@@ -424,6 +420,33 @@ class RawRetryTopicPipeline:
 
 
 # -- the adapter ---------------------------------------------------------------------------
+def warm_subscription(sub: Any) -> None:
+    """Make a ``KafkaSubscription`` (before ``start``/``run``) build consumers that know its
+    topics' partitions before they join.
+
+    Without it the first JoinGroup can race kafka-python's first metadata fetch: the leader
+    assigns nothing (``No partition metadata for topic``), rejoins when the metadata arrives,
+    and that rejoin sometimes never completes its SyncGroup (kafka-python 3.0.12; seen here,
+    in E01 and E03): the subscription then sits without partitions. ``KafkaBus`` takes no
+    consumer factory, so this sets the subscription's (a private attribute, checked).
+    """
+    if not hasattr(sub, "_consumer_factory"):
+        raise AttributeError(f"{sub!r} has no consumer factory to warm; KafkaSubscription changed")
+    topics = tuple(sub.spec.topics)
+
+    def make(**kwargs: Any) -> KafkaConsumer:
+        consumer = KafkaConsumer(**kwargs)
+        try:
+            for topic in topics:
+                consumer.partitions_for_topic(topic)
+        except BaseException:
+            consumer.close(autocommit=False)
+            raise
+        return consumer
+
+    sub._consumer_factory = make
+
+
 class BusPipeline:
     """``KafkaBus`` with one retry strategy; the handler is the run's (see module docstring)."""
 
@@ -472,11 +495,12 @@ class BusPipeline:
         config = KafkaBusConfig(
             bootstrap_servers=self.broker.bootstrap_servers, name=self.name,
             client_settings=dict(self.broker.client_config),
-            consumer_settings={"metadata_max_age_ms": 1000, **self.consumer_settings})
+            consumer_settings=dict(self.consumer_settings))
         self._bus = KafkaBus(self.registry, config)
         self._bus.add_listener(on_activity)
         self._sub = self._bus.subscribe(OutageWork, handler, group=unique(self.name),
                                         retry=self.retry, name=self.name)
+        warm_subscription(self._sub)
         self._sub.run(timeout=30)
 
     def stop(self) -> None:
@@ -690,3 +714,39 @@ def summarize(run: OutageRun) -> Any:
             "finished": run.finished.get(name, False),
         })
     return pd.DataFrame(out).set_index("pipeline")
+
+
+def plot_outage(run: OutageRun, *, bin_s: float = 0.5, title: str | None = None) -> Any:
+    """The pipelines of one run on one time axis (seconds since the run's timeline began):
+    healthy-key throughput, latency of items that failed first (at the time they were
+    finally processed), and the order in which each pipeline processed the first dependent
+    key's items. The outage is shaded."""
+    from matplotlib.figure import Figure
+
+    rows = _handled(run)
+    ok = rows[rows.what == "processed"].sort_values("t")
+    first_ok = ok.drop_duplicates(["who", "seq"])
+    failed = set(zip(rows[rows.what == "failed"].who, rows[rows.what == "failed"].seq, strict=True))
+    tp = throughput(run, bin_s)
+    fig = Figure(figsize=(10, 8), layout="constrained")
+    axes = fig.subplots(3, 1, sharex=True)
+    dependent_key = next((i.key for i in run.items if i.needs_dependency), None)
+    for name in run.pipelines:
+        mine = tp[tp.pipeline == name]
+        (line,) = axes[0].step(mine.t + bin_s, mine.per_s, where="pre", label=name)
+        mine_ok = first_ok[first_ok.who == name]
+        retried = mine_ok[mine_ok.seq.map(lambda s, n=name: (n, s) in failed).astype(bool)]
+        axes[1].plot(retried.t, retried.t - retried.produced_t, "o", ms=4, color=line.get_color(),
+                     label=name)
+        keyed = first_ok[(first_ok.who == name) & (first_ok.key == dependent_key)]
+        axes[2].plot(keyed.t, keyed.seq, ".-", ms=5, lw=0.8, color=line.get_color(), label=name)
+    for ax in axes:
+        ax.axvspan(*run.outage_t, color="#fdd0a2", alpha=0.5, lw=0)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("healthy items / s")
+    axes[0].legend(loc="lower left", fontsize=8, ncol=len(run.pipelines))
+    axes[1].set_ylabel("retried item latency (s)")
+    axes[2].set_ylabel(f"{dependent_key}: seq processed")
+    axes[2].set_xlabel("seconds (shaded: dependency down)")
+    axes[0].set_title(title or "the same outage, one time axis")
+    return fig
