@@ -30,10 +30,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.structs import TopicPartition
+from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from offsetlab.brokers import BrokerHandle
 from offsetlab.bus.config import CrashPolicy, RunnerConfig
+from offsetlab.bus.errors import ConfigError
 from offsetlab.bus.lifecycle import LifecycleEvent
 from offsetlab.bus.runner import ConsumerRunner, _reap_io_threads
 from offsetlab.lab.experiments.e01_run_blocking import warmed_consumer
@@ -41,7 +42,8 @@ from offsetlab.lab.raw import create_topic, unique
 from offsetlab.lab.timeline import Timeline, record_consumed, runner_listener
 
 __all__ = ["OPERATIONS", "SCENARIOS", "INVALID_TOPIC", "Attempt", "Matrix", "Settings",
-           "closed_port", "outcome", "raw_scenario", "runner_scenario", "milestones"]
+           "closed_port", "outcome", "raw_scenario", "runner_scenario", "broker_stopped",
+           "milestones", "MILESTONES"]
 
 OPERATIONS = ("connect", "subscribe", "start/run", "commit", "close")
 SCENARIOS = ("success", "missing topic, auto-create on", "missing topic, auto-create off",
@@ -59,6 +61,9 @@ _WARM = ("success", "subscribe while running", "broker stopped while running", "
 class Settings:
     """Short timeouts so that every failure shows within the notebook's budget."""
 
+    n_messages: int = 3
+    gap_s: float = 0.0
+    handler_delay_s: float = 0.0
     session_timeout_ms: int = 6000
     heartbeat_interval_ms: int = 1000
     bootstrap_timeout_ms: int = 1500
@@ -66,6 +71,14 @@ class Settings:
     join_wait_s: float = 15.0
     assign_wait_s: float = 3.0
     after_stop_s: float = 1.5
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.n_messages, int) or self.n_messages < 3:
+            raise ConfigError(f"Settings.n_messages must be an int >= 3 (the handler fails "
+                              f"offset 1 and 2 must follow), got {self.n_messages!r}")
+        for key in ("gap_s", "handler_delay_s", "join_wait_s", "assign_wait_s", "after_stop_s"):
+            if not isinstance(getattr(self, key), int | float) or getattr(self, key) < 0:
+                raise ConfigError(f"Settings.{key} must be a number >= 0 (seconds)")
 
     def consumer(self) -> dict[str, Any]:
         return {"session_timeout_ms": self.session_timeout_ms,
@@ -140,10 +153,12 @@ def closed_port() -> str:
         return f"127.0.0.1:{s.getsockname()[1]}"
 
 
-def _produce(servers: str, topic: str, n: int) -> None:
+def _produce(servers: str, topic: str, n: int, gap_s: float = 0.0) -> None:
     producer = KafkaProducer(bootstrap_servers=servers)
     try:
         for i in range(n):
+            if i and gap_s:
+                time.sleep(gap_s)
             producer.send(topic, key=f"key-{i}".encode(), value=f"message {i}".encode()).get(timeout=30)
     finally:
         producer.close(timeout=10)
@@ -165,7 +180,7 @@ def _committed(servers: str, group: str, tp: TopicPartition) -> int | None:
         probe.close(autocommit=False)
 
 
-def _topic_for(broker: BrokerHandle, scenario: str, prefix: str) -> str:
+def _topic_for(broker: BrokerHandle, scenario: str, prefix: str, s: Settings) -> str:
     """The topic a scenario subscribes to (created up front where it should exist)."""
     if scenario == "invalid topic name":
         return INVALID_TOPIC
@@ -173,16 +188,19 @@ def _topic_for(broker: BrokerHandle, scenario: str, prefix: str) -> str:
         return unique(f"{prefix}-missing")
     topic = create_topic(broker, unique(prefix), 1)
     if scenario in ("success", "handler raises", "broker stopped while running"):
-        _produce(broker.bootstrap_servers, topic, 3)
+        _produce(broker.bootstrap_servers, topic, s.n_messages, s.gap_s)
     return topic
 
 
 # -- raw kafka-python ---------------------------------------------------------------------
-def raw_scenario(m: Matrix, broker: BrokerHandle, scenario: str, s: Settings) -> None:
-    """Run ``scenario`` with a raw KafkaConsumer, recording every operation in ``m``."""
+def raw_scenario(m: Matrix, broker: BrokerHandle, scenario: str, s: Settings, *,
+                 stop_barrier: threading.Barrier | None = None) -> None:
+    """Run ``scenario`` with a raw KafkaConsumer, recording every operation in ``m``.
+    *broker stopped while running* stops the broker through ``stop_barrier`` (see
+    :func:`broker_stopped`) or itself."""
     client = "kafka-python"
     servers = closed_port() if scenario == "unreachable broker at start" else broker.bootstrap_servers
-    topic = "unused" if scenario == "unreachable broker at start" else _topic_for(broker, scenario, "e02-raw")
+    topic = "unused" if scenario == "unreachable broker at start" else _topic_for(broker, scenario, "e02-raw", s)
     group = unique("e02-raw-group")
     before = {t_.ident for t_ in threading.enumerate()}
     ok, consumer = m.attempt(client, scenario, "connect", lambda: KafkaConsumer(
@@ -198,7 +216,7 @@ def raw_scenario(m: Matrix, broker: BrokerHandle, scenario: str, s: Settings) ->
         else:
             consumer.subscribe([topic])
         if ok:
-            _raw_run(m, client, scenario, consumer, topic, group, s, broker)
+            _raw_run(m, client, scenario, consumer, topic, group, s, broker, stop_barrier)
     finally:
         m.attempt(client, scenario, "close", consumer.close)
 
@@ -214,7 +232,8 @@ def _poll_until_assigned(consumer: KafkaConsumer, s: Settings, *, records: bool)
 
 
 def _raw_run(m: Matrix, client: str, scenario: str, consumer: KafkaConsumer, topic: str,
-             group: str, s: Settings, broker: BrokerHandle) -> None:
+             group: str, s: Settings, broker: BrokerHandle,
+             stop_barrier: threading.Barrier | None) -> None:
     if scenario == "handler raises":
         failed: list[int] = []
 
@@ -226,6 +245,7 @@ def _raw_run(m: Matrix, client: str, scenario: str, consumer: KafkaConsumer, top
                         if record.offset == 1:
                             failed.append(record.offset)
                             raise RuntimeError(f"handler failed on offset {record.offset}")
+                        time.sleep(s.handler_delay_s)
 
         m.attempt(client, scenario, "start/run", loop)
         m.attempt(client, scenario, "commit", lambda: consumer.commit(timeout_ms=s.commit_timeout_ms))
@@ -243,22 +263,27 @@ def _raw_run(m: Matrix, client: str, scenario: str, consumer: KafkaConsumer, top
     if scenario.startswith("missing topic"):
         m.note(client, scenario, f"topic exists afterwards: {_topic_exists(broker.bootstrap_servers, topic)}")
     if scenario == "broker stopped while running":
-        broker.stop()
-        ok, polled = m.attempt(client, scenario, "start/run", lambda: consumer.poll(timeout_ms=int(s.after_stop_s * 1000)),
-                               describe=lambda v: f"{outcome(v)} (poll() after the stop)")
-        m.note(client, scenario, f"assignment kept after the stop: {bool(consumer.assignment())}")
+        # what was consumed, committed explicitly: the commit cannot depend on whether the
+        # client still counts the partitions as assigned by the time it runs
+        positions = {tp: OffsetAndMetadata(consumer.position(tp), "", -1) for tp in consumer.assignment()}
+        _stop(broker, stop_barrier)
+        m.attempt(client, scenario, "start/run", lambda: consumer.poll(timeout_ms=int(s.after_stop_s * 1000)),
+                  describe=lambda v: f"{outcome(v)} (poll() after the stop)")
+        m.attempt(client, scenario, "commit",
+                  lambda: consumer.commit(positions, timeout_ms=s.commit_timeout_ms))
+        return
     m.attempt(client, scenario, "commit", lambda: consumer.commit(timeout_ms=s.commit_timeout_ms))
 
 
 # -- the runner ---------------------------------------------------------------------------
 def runner_scenario(m: Matrix, broker: BrokerHandle, scenario: str, s: Settings,
-                    timeline: Timeline, *, on_event: Callable[[LifecycleEvent], object] | None = None
-                    ) -> list[str]:
+                    timeline: Timeline, *, on_event: Callable[[LifecycleEvent], object] | None = None,
+                    stop_barrier: threading.Barrier | None = None) -> list[str]:
     """Run ``scenario`` with a ConsumerRunner; record operations in ``m`` and lifecycle
     events on ``timeline`` (lane = scenario). Returns the lifecycle kinds in order."""
     client = "runner"
     servers = closed_port() if scenario == "unreachable broker at start" else broker.bootstrap_servers
-    topic = "unused" if scenario == "unreachable broker at start" else _topic_for(broker, scenario, "e02-runner")
+    topic = "unused" if scenario == "unreachable broker at start" else _topic_for(broker, scenario, "e02-runner", s)
     kinds: list[str] = []
 
     def listen(event: LifecycleEvent) -> None:
@@ -273,6 +298,7 @@ def runner_scenario(m: Matrix, broker: BrokerHandle, scenario: str, s: Settings,
         if scenario == "handler raises" and record.offset == 1 and not failed:
             failed.append(record.offset)
             raise RuntimeError(f"handler failed on offset {record.offset}")
+        time.sleep(s.handler_delay_s)
 
     ok, runner = m.attempt(client, scenario, "connect", lambda: ConsumerRunner(
         RunnerConfig(bootstrap_servers=servers, group_id=unique("e02-runner-group"), topics=(topic,),
@@ -283,8 +309,10 @@ def runner_scenario(m: Matrix, broker: BrokerHandle, scenario: str, s: Settings,
     if not ok:
         return kinds
     try:
+        # a missing topic that auto-create makes may or may not be known at the first join
         ok, join = m.attempt(client, scenario, "start/run", lambda: runner.run(timeout=s.join_wait_s),
-                             describe=lambda j: f"{outcome(j)}, {len(j.assignment)} partitions")
+                             describe=lambda j: outcome(j) if scenario.startswith("missing topic")
+                             else f"{outcome(j)}, {len(j.assignment)} partitions")
         if scenario == "subscribe while running" and ok:
             m.attempt(client, scenario, "subscribe",
                       lambda: setattr(runner.config, "topics", (unique("e02-other"),)))
@@ -297,9 +325,10 @@ def runner_scenario(m: Matrix, broker: BrokerHandle, scenario: str, s: Settings,
                     or "commit" in kinds)):
                 time.sleep(0.05)
         if scenario.startswith("missing topic") and ok:
+            m.note(client, scenario, f"partitions assigned after the wait: {len(runner.assignment())}")
             m.note(client, scenario, f"topic exists afterwards: {_topic_exists(broker.bootstrap_servers, topic)}")
         if scenario == "broker stopped while running" and ok:
-            broker.stop()
+            _stop(broker, stop_barrier)
             time.sleep(s.after_stop_s)
             m.note(client, scenario, f"state {s.after_stop_s:g} s after the stop: {runner.state.name}")
         if scenario == "handler raises" and ok:
@@ -315,6 +344,30 @@ def runner_scenario(m: Matrix, broker: BrokerHandle, scenario: str, s: Settings,
     finally:
         m.attempt(client, scenario, "close", lambda: runner.stop(timeout=30))
     return kinds
+
+
+def _stop(broker: BrokerHandle, barrier: threading.Barrier | None) -> None:
+    if barrier is None:
+        broker.stop()
+    else:
+        barrier.wait()  # the barrier's action stops the broker once both clients are here
+
+
+def broker_stopped(m: Matrix, broker: BrokerHandle, s: Settings, timeline: Timeline, *,
+                   on_event: Callable[[LifecycleEvent], object] | None = None) -> list[str]:
+    """*broker stopped while running* for both clients at once on ``broker`` (which ends
+    stopped): each joins and consumes, then the broker is stopped when both are ready, and
+    both go on. Returns the runner's lifecycle kinds."""
+    scenario = "broker stopped while running"
+    barrier = threading.Barrier(2, action=broker.stop, timeout=s.join_wait_s + 30)
+    raw = threading.Thread(target=raw_scenario, args=(m, broker, scenario, s),
+                           kwargs={"stop_barrier": barrier}, name="e02-raw-stopped", daemon=True)
+    raw.start()
+    try:
+        return runner_scenario(m, broker, scenario, s, timeline, on_event=on_event,
+                               stop_barrier=barrier)
+    finally:
+        raw.join(timeout=s.join_wait_s + 60)
 
 
 def milestones(kinds: list[str]) -> list[str]:
