@@ -1,0 +1,70 @@
+"""E01/E02 experiment modules: the parts that need no broker (settings, outcome strings, the
+matrix table, milestones). The scenarios themselves run in the notebooks under nbval."""
+
+from __future__ import annotations
+
+import pytest
+from offsetlab.bus.errors import ConfigError, JoinFailed
+from offsetlab.bus.lifecycle import RunnerState
+from offsetlab.lab.experiments import e01_run_blocking as e01
+from offsetlab.lab.experiments import e02_errors as e02
+
+
+def test_e01_settings_validate_keys_and_heartbeat() -> None:
+    assert e01.Settings().consumer()["session_timeout_ms"] == 6000
+    with pytest.raises(ConfigError, match="n_messages"):
+        e01.Settings(n_messages=0)
+    with pytest.raises(ConfigError, match="gap_s"):
+        e01.Settings(gap_s=-1)
+    with pytest.raises(ConfigError, match="heartbeat_interval_ms"):
+        e01.Settings(session_timeout_ms=3000, heartbeat_interval_ms=1500)
+
+
+def test_e01_settled_needs_every_member_disjoint_and_all_partitions() -> None:
+    assert e01.settled({"a": [0, 1], "b": [2]}, 3)
+    assert not e01.settled({"a": [0, 1, 2], "b": []}, 3)       # one member holds nothing
+    assert not e01.settled({"a": [0, 1], "b": [1, 2]}, 3)      # a partition held twice
+    assert not e01.settled({"a": [0], "b": [1]}, 3)            # partition 2 unheld
+
+
+def test_e01_raw_member_polls_and_assignment_inside_poll() -> None:
+    m = e01.RawMember("raw-1", polls=[(0.0, 0.1), (0.1, 0.2), (0.2, 0.3)], assigned_at=0.25)
+    assert m.polls_before_assignment == 2 and m.assigned_inside_poll
+    late = e01.RawMember("raw-2", polls=[(0.0, 0.1)], assigned_at=0.5)
+    assert not late.assigned_inside_poll
+    never = e01.RawMember("raw-3", polls=[(0.0, 0.1)])
+    assert never.polls_before_assignment == 1 and not never.assigned_inside_poll
+
+
+def test_e02_outcome_names_returns_and_raises() -> None:
+    assert e02.outcome(None) == "returns None"
+    assert e02.outcome({}) == "returns dict"
+    assert e02.outcome(RunnerState.STOPPED) == "returns STOPPED"
+    assert e02.outcome(error=ValueError("x")) == "raises ValueError"
+    failed = JoinFailed("could not join")
+    failed.__cause__ = TimeoutError("boom")
+    assert e02.outcome(error=failed) == "raises JoinFailed(TimeoutError)"
+
+
+def test_e02_matrix_table_orders_operations_and_marks_unreached() -> None:
+    m = e02.Matrix()
+    m.attempt("raw", "s1", "connect", lambda: object())
+    ok, exc = m.attempt("raw", "s1", "subscribe", lambda: (_ for _ in ()).throw(ValueError("bad")))
+    assert not ok and isinstance(exc, ValueError)
+    m.note("raw", "s1", "a note")
+    table = m.table()
+    assert list(table.columns) == ["connect", "subscribe", "notes"]
+    row = table.loc[("raw", "s1")]
+    assert row["connect"] == "returns object" and row["subscribe"] == "raises ValueError"
+    assert row["notes"] == "a note"
+    m.attempt("raw", "s2", "close", lambda: None)
+    assert m.table().loc[("raw", "s2")]["connect"] == "-"
+
+
+def test_e02_settings_and_milestones() -> None:
+    with pytest.raises(ConfigError, match="n_messages"):
+        e02.Settings(n_messages=2)
+    kinds = ["connect", "rebalance", "group_join", "commit", "commit", "crash", "rebalance", "disconnect"]
+    assert e02.milestones(kinds) == ["connect", "group_join", "crash", "disconnect"]
+    host, port = e02.closed_port().split(":")
+    assert host == "127.0.0.1" and int(port) > 0
