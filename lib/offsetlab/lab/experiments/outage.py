@@ -428,7 +428,9 @@ def warm_subscription(sub: Any) -> None:
     assigns nothing (``No partition metadata for topic``), rejoins when the metadata arrives,
     and that rejoin sometimes never completes its SyncGroup (kafka-python 3.0.12; seen here,
     in E01 and E03): the subscription then sits without partitions. ``KafkaBus`` takes no
-    consumer factory, so this sets the subscription's (a private attribute, checked).
+    consumer factory, so this sets the subscription's (a private attribute, checked). Warm
+    metadata alone is not enough: the coordinator's metadata *snapshot* must include the
+    topics when the leader assigns, or the next metadata update triggers that rejoin.
     """
     if not hasattr(sub, "_consumer_factory"):
         raise AttributeError(f"{sub!r} has no consumer factory to warm; KafkaSubscription changed")
@@ -442,6 +444,21 @@ def warm_subscription(sub: Any) -> None:
         except BaseException:
             consumer.close(autocommit=False)
             raise
+        subscribe = consumer.subscribe
+
+        def subscribe_with_snapshot(*args: Any, **kw: Any) -> Any:
+            result = subscribe(*args, **kw)
+            # The coordinator compares the metadata it assigned with against later metadata
+            # and rejoins on a difference; its snapshot is otherwise only refreshed when the
+            # next metadata response arrives, which can be after the first assignment (an
+            # empty snapshot, then a rejoin). Refresh it now from the warm cluster metadata.
+            coordinator = getattr(consumer, "_coordinator", None)
+            update = getattr(coordinator, "_handle_metadata_update", None)
+            if update is not None:
+                update(consumer._client.cluster)
+            return result
+
+        consumer.subscribe = subscribe_with_snapshot  # type: ignore[method-assign]
         return consumer
 
     sub._consumer_factory = make
@@ -657,11 +674,12 @@ def throughput(run: OutageRun, bin_s: float = 0.5) -> Any:
     return pd.DataFrame(out)
 
 
-def summarize(run: OutageRun) -> Any:
+def summarize(run: OutageRun, *, on_time_s: float = 1.0) -> Any:
     """One row per pipeline: the numbers E05 and E06 compare (all from recorded data).
 
-    - ``healthy_in_outage``: healthy-key items processed during the outage divided by those
-      produced during it (1.0: kept up; near 0: blocked);
+    - ``healthy_in_outage``: the healthy-key throughput the outage left: of the healthy-key
+      items produced during the outage, the share processed within ``on_time_s`` of being
+      produced (1.0: kept up; near 0: blocked; a backlog worked off later does not count);
     - ``healthy_stall_max_s``: the longest time no healthy-key item was processed, among gaps
       that overlap the outage (a blocked partition shows here first);
     - ``healthy_latency_max_s``: the slowest healthy item, produce to processed;
@@ -686,7 +704,8 @@ def summarize(run: OutageRun) -> Any:
         failed_seqs = set(mine[mine.what == "failed"].seq)
         retried = latency[first_ok.seq.isin(failed_seqs)]
         healthy = latency[~first_ok.needs_dependency]
-        in_outage = ok[(ok.t >= lo) & (ok.t < hi) & ~ok.needs_dependency].seq.nunique()
+        on_time = set(first_ok[(first_ok.t - first_ok.produced_t) <= on_time_s].seq)
+        in_outage = len(on_time.intersection(healthy_in_window))
         healthy_t = sorted(ok[~ok.needs_dependency].t)
         stall = max((b - a for a, b in zip(healthy_t, healthy_t[1:], strict=False)
                      if b > lo and a < hi), default=float("nan"))
