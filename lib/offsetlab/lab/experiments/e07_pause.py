@@ -38,7 +38,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
@@ -48,6 +48,9 @@ from offsetlab.brokers import BrokerHandle
 from offsetlab.bus.breaker import BreakerState, BreakerTransition, CircuitBreaker
 from offsetlab.bus.config import RunnerConfig
 from offsetlab.bus.errors import ConfigError, DependencyUnavailable
+from offsetlab.bus.events import Event, EventRegistry
+from offsetlab.bus.interface import Activity, ActivityKind
+from offsetlab.bus.retry import Backoff, InPlaceRetry
 from offsetlab.bus.runner import BatchContext, ConsumerRunner
 from offsetlab.lab.raw import create_topic, unique
 from offsetlab.lab.timeline import (
@@ -67,6 +70,9 @@ __all__ = [
     "run_raw_sleep",
     "run_raw_pause",
     "run_runner_breaker",
+    "run_bus_depends_on",
+    "run_side_by_side",
+    "WorkItem",
     "summarize",
     "plot_comparison",
     "MEMBERSHIP",
@@ -97,6 +103,7 @@ class PauseParams:
     failure_threshold: int = 3
     probe_interval_s: float = 0.5
     timeout_s: float = 60.0
+    settle_timeout_s: float = 6.0
 
     def __post_init__(self) -> None:
         for key in ("messages", "partitions", "failure_threshold"):
@@ -115,7 +122,7 @@ class PauseParams:
             raise ConfigError(
                 f"PauseParams.outage_s={self.outage_s} must exceed session_timeout_ms and "
                 f"max_poll_interval_ms ({longest_ms} ms): raise outage_s or lower the timeouts")
-        for key in ("probe_interval_s", "timeout_s"):
+        for key in ("probe_interval_s", "timeout_s", "settle_timeout_s"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"PauseParams.{key} must be > 0")
 
@@ -174,6 +181,8 @@ class ScenarioResult:
     finished_t: float = 0.0
     #: the broker's view, (t, group state, member client ids) at every change
     group_views: list[tuple[float, str, tuple[str, ...]]] = field(default_factory=list)
+    #: how often the group never formed and the scenario started again (GroupNeverSettled)
+    join_retries: int = 0
 
 
 # -- shared plumbing ------------------------------------------------------------------------
@@ -187,9 +196,10 @@ class GroupWatcher(threading.Thread):
     """
 
     def __init__(self, broker: BrokerHandle, group: str, timeline: Timeline, *,
-                 every_s: float = 0.2) -> None:
+                 every_s: float = 0.2, lanes: dict[str, str] | None = None) -> None:
         super().__init__(name=f"e07-watch-{group}", daemon=True)
         self.group, self.timeline, self.every_s = group, timeline, every_s
+        self.lanes = dict(lanes or {})  # client id -> lane, where they differ
         self._admin = KafkaAdminClient(**broker.clients())
         self._done = threading.Event()
         self.views: list[tuple[float, str, tuple[str, ...]]] = []  # (t, state, members)
@@ -203,7 +213,8 @@ class GroupWatcher(threading.Thread):
                 except KafkaError:
                     info = {}
                 state = str(info.get("group_state", "unknown"))
-                members = tuple(sorted(m["client_id"] for m in info.get("members", ())))
+                members = tuple(sorted(self.lanes.get(m["client_id"], m["client_id"])
+                                       for m in info.get("members", ())))
                 if (state, members) != last:
                     t = self.timeline.now()
                     before = set(last[1]) if last else set()
@@ -237,7 +248,7 @@ class _Member(threading.Thread):
     def __init__(self, who: str, broker: BrokerHandle, result: ScenarioResult,
                  step: Callable[[KafkaConsumer, dict[TopicPartition, list[Any]]], None],
                  stop: threading.Event) -> None:
-        super().__init__(name=f"e07-{who}", daemon=True)
+        super().__init__(name=f"e07-{result.strategy}-{who}", daemon=True)
         self.who, self.broker, self.result, self.step, self.stop = who, broker, result, step, stop
         self.assigned: list[int] = []
 
@@ -259,6 +270,7 @@ class _Member(threading.Thread):
                         member.assigned = []
                         super().on_partitions_revoked(revoked)
 
+            consumer.partitions_for_topic(self.result.topic)  # metadata known before the join
             consumer.subscribe([self.result.topic], listener=Track(tl, self.who))
             while not self.stop.is_set():
                 self.step(consumer, consumer.poll(timeout_ms=100))
@@ -338,19 +350,23 @@ def _wait(predicate: Callable[[], bool], timeout_s: float, what: str,
 
 
 def _story(broker: BrokerHandle, result: ScenarioResult, dependency: OutageDependency,
-           holds: Callable[[], list[list[int]]]) -> None:
+           holds: Callable[[], list[list[int]]],
+           produce: Callable[[], None] | None = None,
+           lanes: dict[str, str] | None = None) -> None:
     """The common story once the members run: settle, outage + produce, wait for the end."""
     p = result.params
-    watcher = GroupWatcher(broker, result.group, result.timeline)
+    watcher = GroupWatcher(broker, result.group, result.timeline, lanes=lanes)
     watcher.start()
     admin = KafkaAdminClient(**broker.clients())
     try:
-        _wait(lambda: all(holds()) and sum(map(len, holds())) == p.partitions, p.timeout_s,
-              "both members to hold partitions", result.errors)
+        _settle(result, watcher, holds)
         result.settled_t = result.timeline.now()
         result.timeline.record("group", "settled", detail={"holds": sorted(map(len, holds()))})
         dependency.down_for(p.outage_s)
-        _produce(broker, result)
+        if produce is None:
+            _produce(broker, result)
+        else:
+            produce()
         end = {i: 0 for i in range(p.partitions)}
         for row in result.timeline.rows():
             if row.what == "produced" and row.partition is not None:
@@ -366,6 +382,60 @@ def _story(broker: BrokerHandle, result: ScenarioResult, dependency: OutageDepen
         admin.close()
         watcher.stop()
         result.group_views = list(watcher.views)
+
+
+class GroupNeverSettled(TimeoutError):
+    """The group did not form within ``settle_timeout_s`` (before anything was produced).
+
+    Seen with kafka-python 3.0.12 now and then: the group leader never completes its
+    JoinGroup/SyncGroup round when the topic's metadata arrives during it, stops
+    heartbeating, is evicted, and does not rejoin. The scenarios then start again on fresh
+    topic and group names (:func:`_retrying`); ``ScenarioResult.join_retries`` counts it.
+    """
+
+
+def _retrying(fn: Callable[[BrokerHandle, PauseParams], ScenarioResult], tries: int = 3
+              ) -> Callable[[BrokerHandle, PauseParams], ScenarioResult]:
+    def run(broker: BrokerHandle, params: PauseParams) -> ScenarioResult:
+        for attempt in range(tries):
+            try:
+                result = fn(broker, params)
+            except GroupNeverSettled:
+                if attempt == tries - 1:
+                    raise
+                continue
+            result.join_retries = attempt
+            return result
+        raise AssertionError("unreachable")
+
+    run.__name__, run.__doc__ = fn.__name__, fn.__doc__
+    return run
+
+
+def _settle(result: ScenarioResult, watcher: GroupWatcher,
+            holds: Callable[[], list[list[int]]], *, spell_s: float = 1.0) -> None:
+    """Until both members hold partitions and the broker lists both in a Stable group,
+    unchanged for ``spell_s``; :class:`GroupNeverSettled` after ``settle_timeout_s``."""
+    p = result.params
+    deadline = time.monotonic() + p.settle_timeout_s
+    since: tuple[Any, ...] | None = None
+    since_t = 0.0
+    while True:
+        if result.errors:
+            raise RuntimeError(f"E07: a member failed while the group formed: {result.errors}")
+        h = holds()
+        view = watcher.views[-1] if watcher.views else None
+        ok = (all(h) and sum(map(len, h)) == p.partitions and view is not None
+              and view[1] == "Stable" and len(view[2]) == 2)
+        key = (tuple(map(tuple, h)), view) if ok else None
+        if key is None or key != since:
+            since, since_t = key, time.monotonic()
+        elif time.monotonic() - since_t >= spell_s:
+            return
+        if time.monotonic() > deadline:
+            raise GroupNeverSettled(f"E07 {result.strategy}: the group did not settle within "
+                                    f"{p.settle_timeout_s} s (holds {h}, broker view {view})")
+        time.sleep(0.05)
 
 
 def _new_result(strategy: str, broker: BrokerHandle, params: PauseParams) -> ScenarioResult:
@@ -415,6 +485,7 @@ def _sleep_step(result: ScenarioResult, dependency: OutageDependency) -> Callabl
     return step
 
 
+@_retrying
 def run_raw_sleep(broker: BrokerHandle, params: PauseParams) -> ScenarioResult:
     """Raw kafka-python; the worker's handler sleeps through the outage without polling."""
     return _run_raw("raw-sleep", broker, params, _sleep_step)
@@ -453,11 +524,13 @@ def _pause_step(result: ScenarioResult, dependency: OutageDependency) -> Callabl
     return step
 
 
+@_retrying
 def run_raw_pause(broker: BrokerHandle, params: PauseParams) -> ScenarioResult:
     """Raw kafka-python; the worker pauses its partition and keeps polling through the outage."""
     return _run_raw("raw-pause", broker, params, _pause_step)
 
 
+@_retrying
 def run_runner_breaker(broker: BrokerHandle, params: PauseParams) -> ScenarioResult:
     """The adapter: ConsumerRunner + CircuitBreaker (open -> pause, half-open -> resume)."""
     result = _new_result("runner-breaker", broker, params)
@@ -485,7 +558,12 @@ def run_runner_breaker(broker: BrokerHandle, params: PauseParams) -> ScenarioRes
             record_consumed(tl, "worker", r, what="processed")
             ctx.settle(r)
 
-    worker = ConsumerRunner(config, batch_handler=worker_batch,
+    def factory(**kwargs: Any) -> KafkaConsumer:
+        consumer = KafkaConsumer(**kwargs)
+        consumer.partitions_for_topic(result.topic)  # metadata known before the join
+        return consumer
+
+    worker = ConsumerRunner(config, batch_handler=worker_batch, consumer_factory=factory,
                             listeners=[runner_listener(tl, "worker")],
                             on_tick=lambda ctx: breaker.tick())
 
@@ -506,7 +584,8 @@ def run_runner_breaker(broker: BrokerHandle, params: PauseParams) -> ScenarioRes
                                        group_id=result.group, topics=(result.topic,), name="peer",
                                        join_poll_timeout_ms=JOIN_POLL_MS,
                                        consumer_settings=params.group_settings()),
-                          handler=peer_handler, listeners=[runner_listener(tl, "peer")])
+                          handler=peer_handler, listeners=[runner_listener(tl, "peer")],
+                          consumer_factory=factory)
     try:
         worker.start()
         peer.start()
@@ -523,6 +602,115 @@ def run_runner_breaker(broker: BrokerHandle, params: PauseParams) -> ScenarioRes
             result.errors.setdefault(r.name, f"{type(r.last_error).__name__}: {r.last_error}")
     _read_back(broker, result)
     return result
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkItem(Event):
+    """The bus scenario's message: one item of work for the worker's dependency."""
+
+    topic: ClassVar[str] = "e07.work"
+    item: str
+
+    @property
+    def key(self) -> str:
+        return self.item
+
+
+def _bus_activity(tl: Timeline) -> Callable[[Activity], None]:
+    """KafkaBus activities -> E07's rows: delivered = consumed, settled = processed, a seek
+    back after a failed call = call_failed."""
+
+    def listener(a: Activity) -> None:
+        who = a.subscription or "producer"
+        where = {"topic": a.topic, "partition": a.partition, "offset": a.offset, "key": a.key}
+        if a.kind is ActivityKind.PUBLISHED:
+            tl.record("producer", "produced", at=_mono(a.at), **where)
+        elif a.kind is ActivityKind.DELIVERED:
+            tl.record(who, "consumed", at=_mono(a.at), detail={"attempt": a.attempt}, **where)
+        elif a.kind is ActivityKind.SETTLED:
+            tl.record(who, "processed", at=_mono(a.at), **where)
+        elif a.kind is ActivityKind.SEEK_BACK:
+            tl.record(who, "call_failed", at=_mono(a.at), detail={"attempt": a.attempt}, **where)
+        # pauses come from the runner's lifecycle events (runner_listener), not from here
+
+    return listener
+
+
+def _mono(epoch: float) -> float:
+    """An epoch time (the Kafka bus stamps activities with ``time.time()``) on the
+    monotonic clock of the timeline."""
+    return time.monotonic() - (time.time() - epoch)
+
+
+@_retrying
+def run_bus_depends_on(broker: BrokerHandle, params: PauseParams) -> ScenarioResult:
+    """The adapter's event bus: a KafkaBus subscription that ``depends_on`` the breaker.
+
+    The worker's handler calls the dependency through the breaker; a failed call is retried
+    in place (``InPlaceRetry``: seek back, short backoff); ``failure_threshold`` failures
+    open the breaker and the bus pauses the subscription's partitions (and keeps polling)
+    until the alive check half-opens it. The peer is a second subscription of the same group
+    on the same bus, with no dependency.
+    """
+    from offsetlab.bus.kafka_bus import KafkaBus, KafkaBusConfig
+
+    registry = EventRegistry([WorkItem], topic_prefix=unique("e07-bus") + ".")
+    result = ScenarioResult(strategy="bus-depends-on", params=params, timeline=Timeline(),
+                            topic=registry.topic_for(WorkItem),
+                            group=unique("e07-bus-group"), produced=params.messages)
+    tl = result.timeline
+    dependency = OutageDependency(tl)
+    breaker = CircuitBreaker("dependency", failure_threshold=params.failure_threshold,
+                             success_threshold=1, probe_interval_s=params.probe_interval_s,
+                             alive_check=dependency.available)
+    breaker.add_listener(lambda t: tl.record("breaker", t.state.value, detail={"reason": t.reason}))
+    settings = {k: v for k, v in params.group_settings().items() if k != "enable_auto_commit"}
+    bus = KafkaBus(registry, KafkaBusConfig(bootstrap_servers=broker.bootstrap_servers,
+                                            consumer_settings=settings,
+                                            default_partitions=params.partitions))
+    bus.add_listener(_bus_activity(tl))
+    retry = InPlaceRetry(max_retries=params.failure_threshold + 5,
+                         backoff=Backoff(initial_s=0.1, multiplier=1.0, max_s=0.1))
+    try:
+        worker = bus.subscribe(WorkItem, lambda e: breaker.call(dependency.call, e.item),
+                               group=result.group, name="worker", retry=retry,
+                               depends_on=(breaker,))
+        peer = bus.subscribe(WorkItem, lambda e: None, group=result.group, name="peer")
+        subs = (worker, peer)
+        for sub in subs:
+            sub.start()
+            runner = sub.runner  # type: ignore[attr-defined]
+            runner.add_listener(runner_listener(tl, sub.spec.name))
+
+        def holds() -> list[list[int]]:
+            return [sorted(tp.partition for tp in s.runner.assignment())  # type: ignore[attr-defined]
+                    for s in subs]
+
+        def produce() -> None:
+            for i in range(params.messages):
+                bus.publish(WorkItem(item=f"key-{i}"))
+
+        lanes = {s.runner.name: s.spec.name for s in subs}  # type: ignore[attr-defined]
+        _story(broker, result, dependency, holds, produce, lanes)
+    finally:
+        try:
+            bus.close()
+        except Exception as exc:  # noqa: BLE001 - reported
+            result.errors["bus"] = f"{type(exc).__name__}: {exc}"
+    _read_back(broker, result)
+    return result
+
+
+def run_side_by_side(broker: BrokerHandle, params: PauseParams,
+                     *strategies: Callable[[BrokerHandle, PauseParams], ScenarioResult]
+                     ) -> list[ScenarioResult]:
+    """Run strategies at the same time (own topics, groups and timelines), each on its own
+    thread; return their results in the order given, or raise the first failure."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=len(strategies), thread_name_prefix="e07") as pool:
+        futures = [pool.submit(fn, broker, params) for fn in strategies]
+        return [f.result() for f in futures]
 
 
 # -- reading a result -----------------------------------------------------------------------
