@@ -221,10 +221,17 @@ def raw_scenario(m: Matrix, broker: BrokerHandle, scenario: str, s: Settings, *,
         m.attempt(client, scenario, "close", consumer.close)
 
 
-def _poll_until_assigned(consumer: KafkaConsumer, s: Settings, *, records: bool) -> dict[Any, Any]:
+def _assign_wait(scenario: str, s: Settings) -> float:
+    """How long a scenario waits for its assignment: ``assign_wait_s`` where none may come
+    (auto-create off), ``join_wait_s`` where one must."""
+    return s.assign_wait_s if scenario == "missing topic, auto-create off" else s.join_wait_s
+
+
+def _poll_until_assigned(consumer: KafkaConsumer, s: Settings, *, records: bool,
+                         wait_long: bool) -> dict[Any, Any]:
     """poll() until assigned (and, with ``records``, until a poll returned records), at most
-    ``assign_wait_s``; returns the last poll's result."""
-    deadline = time.monotonic() + s.assign_wait_s
+    ``join_wait_s`` (``wait_long``) or ``assign_wait_s``; returns the last poll's result."""
+    deadline = time.monotonic() + (s.join_wait_s if wait_long else s.assign_wait_s)
     polled: dict[Any, Any] = {}
     while time.monotonic() < deadline and (not consumer.assignment() or (records and not polled)):
         polled = consumer.poll(timeout_ms=100)
@@ -254,7 +261,8 @@ def _raw_run(m: Matrix, client: str, scenario: str, consumer: KafkaConsumer, top
                                  f"{bool(failed) and position is not None and position > failed[0]}")
         return
     has_records = scenario in ("success", "broker stopped while running")
-    m.attempt(client, scenario, "start/run", lambda: _poll_until_assigned(consumer, s, records=has_records),
+    m.attempt(client, scenario, "start/run", lambda: _poll_until_assigned(
+        consumer, s, records=has_records, wait_long=_assign_wait(scenario, s) == s.join_wait_s),
               describe=lambda v: f"{outcome(v)}, {len(consumer.assignment())} partitions assigned")
     if scenario == "subscribe while running":
         m.attempt(client, scenario, "subscribe", lambda: consumer.subscribe([unique("e02-other")]))
@@ -318,8 +326,8 @@ def runner_scenario(m: Matrix, broker: BrokerHandle, scenario: str, s: Settings,
                       lambda: setattr(runner.config, "topics", (unique("e02-other"),)))
             m.attempt(client, scenario, "start/run", lambda: runner.run(timeout=s.join_wait_s),
                       describe=lambda j: f"{outcome(j)} (the same join: {j is join})")
-        if ok:  # let it consume / see the topic appear, at most assign_wait_s
-            deadline = time.monotonic() + s.assign_wait_s
+        if ok:  # let it consume / see the topic appear (at most join_wait_s / assign_wait_s)
+            deadline = time.monotonic() + _assign_wait(scenario, s)
             while time.monotonic() < deadline and not (runner.assignment() and (
                     scenario not in ("success", "broker stopped while running")
                     or "commit" in kinds)):
