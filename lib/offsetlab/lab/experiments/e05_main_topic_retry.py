@@ -61,6 +61,7 @@ from offsetlab.bus.interface import Activity, ActivityKind
 from offsetlab.bus.kafka_bus import KafkaBus
 from offsetlab.bus.retry import RetryStrategy, dead_letter_topic
 from offsetlab.lab.experiments.outage import (
+    BUS_CONSUMER_SETTINGS,
     RETRY_COUNT_HEADER,
     DependencyDown,
     read_topic,
@@ -391,7 +392,7 @@ def run_fail03_bus(broker: BrokerHandle, retry: RetryStrategy, *, n_messages: in
 
     config = KafkaBusConfig(bootstrap_servers=broker.bootstrap_servers, name=group,
                             client_settings=dict(broker.client_config), keep_activity=True,
-                            )
+                            consumer_settings=BUS_CONSUMER_SETTINGS)
     events = [Fail03Message(seq=i, message_key=f"key-{i % keys}") for i in range(n_messages)]
     with KafkaBus(registry, config) as bus:
         bus.add_listener(on_activity)

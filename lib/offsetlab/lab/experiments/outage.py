@@ -70,10 +70,16 @@ __all__ = [
     "throughput",
     "plot_outage",
     "RETRY_COUNT_HEADER",
+    "BUS_CONSUMER_SETTINGS",
 ]
 
 #: the seed's raw retry counter: an ASCII integer, 0 (absent) for the first delivery
 RETRY_COUNT_HEADER = "retry-count"
+
+#: consumer settings of the bus subscriptions here: a short session so that a broker whose
+#: first group join waits on the session timeout (Tansu waits about half of it) joins in
+#: seconds; heartbeats well inside it
+BUS_CONSUMER_SETTINGS: dict[str, Any] = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1500}
 
 
 class DependencyDown(ConnectionError):
@@ -512,7 +518,7 @@ class BusPipeline:
         config = KafkaBusConfig(
             bootstrap_servers=self.broker.bootstrap_servers, name=self.name,
             client_settings=dict(self.broker.client_config),
-            consumer_settings=dict(self.consumer_settings))
+            consumer_settings={**BUS_CONSUMER_SETTINGS, **self.consumer_settings})
         self._bus = KafkaBus(self.registry, config)
         self._bus.add_listener(on_activity)
         self._sub = self._bus.subscribe(OutageWork, handler, group=unique(self.name),
@@ -735,35 +741,39 @@ def summarize(run: OutageRun, *, on_time_s: float = 1.0) -> Any:
     return pd.DataFrame(out).set_index("pipeline")
 
 
-def plot_outage(run: OutageRun, *, bin_s: float = 0.5, title: str | None = None) -> Any:
+def plot_outage(run: OutageRun, *, title: str | None = None) -> Any:
     """The pipelines of one run on one time axis (seconds since the run's timeline began):
-    healthy-key throughput, latency of items that failed first (at the time they were
-    finally processed), and the order in which each pipeline processed the first dependent
-    key's items. The outage is shaded."""
+    healthy-key items processed so far (a flat stretch is a blocked partition), latency of
+    items that failed first (plotted when they were finally processed), and the order in
+    which each pipeline processed the first dependent key's items (a point below the rising
+    line is an item processed after a later one of its key). The outage is shaded."""
     from matplotlib.figure import Figure
 
     rows = _handled(run)
     ok = rows[rows.what == "processed"].sort_values("t")
     first_ok = ok.drop_duplicates(["who", "seq"])
-    failed = set(zip(rows[rows.what == "failed"].who, rows[rows.what == "failed"].seq, strict=True))
-    tp = throughput(run, bin_s)
+    failed_rows = rows[rows.what == "failed"]
+    failed = set(zip(failed_rows.who, failed_rows.seq, strict=True))
     fig = Figure(figsize=(10, 8), layout="constrained")
     axes = fig.subplots(3, 1, sharex=True)
     dependent_key = next((i.key for i in run.items if i.needs_dependency), None)
-    for name in run.pipelines:
-        mine = tp[tp.pipeline == name]
-        (line,) = axes[0].step(mine.t + bin_s, mine.per_s, where="pre", label=name)
-        mine_ok = first_ok[first_ok.who == name]
-        retried = mine_ok[mine_ok.seq.map(lambda s, n=name: (n, s) in failed).astype(bool)]
-        axes[1].plot(retried.t, retried.t - retried.produced_t, "o", ms=4, color=line.get_color(),
-                     label=name)
-        keyed = first_ok[(first_ok.who == name) & (first_ok.key == dependent_key)]
-        axes[2].plot(keyed.t, keyed.seq, ".-", ms=5, lw=0.8, color=line.get_color(), label=name)
+    markers = "osD^v<>"
+    for n, name in enumerate(run.pipelines):
+        mine = first_ok[first_ok.who == name]
+        healthy = mine[~mine.needs_dependency]
+        (line,) = axes[0].step(healthy.t, range(1, len(healthy) + 1), where="post", label=name,
+                               lw=2.2 - 0.35 * n)
+        color, marker = line.get_color(), markers[n % len(markers)]
+        retried = mine[mine.seq.map(lambda s, n=name: (n, s) in failed).astype(bool)]
+        axes[1].plot(retried.t, retried.t - retried.produced_t, marker, ms=4, color=color,
+                     alpha=0.8, label=name)
+        keyed = mine[mine.key == dependent_key]
+        axes[2].plot(keyed.t, keyed.seq, marker, ms=4, color=color, alpha=0.8, label=name)
     for ax in axes:
         ax.axvspan(*run.outage_t, color="#fdd0a2", alpha=0.5, lw=0)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("healthy items / s")
-    axes[0].legend(loc="lower left", fontsize=8, ncol=len(run.pipelines))
+    axes[0].set_ylabel("healthy-key items\nprocessed (cumulative)")
+    axes[0].legend(loc="upper left", fontsize=8)
     axes[1].set_ylabel("retried item latency (s)")
     axes[2].set_ylabel(f"{dependent_key}: seq processed")
     axes[2].set_xlabel("seconds (shaded: dependency down)")
