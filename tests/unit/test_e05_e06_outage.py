@@ -1,0 +1,80 @@
+"""E05/E06 scenario pieces that need no broker: configs, the dependency, the work items,
+the summary of a recorded outage."""
+
+from __future__ import annotations
+
+import pytest
+from offsetlab.bus.errors import ConfigError
+from offsetlab.lab.experiments import e05_main_topic_retry as e05
+from offsetlab.lab.experiments import outage
+from offsetlab.lab.timeline import Timeline
+
+
+def test_outage_config_checks_the_window_and_counts() -> None:
+    with pytest.raises(ConfigError, match="duration_s"):
+        outage.OutageConfig(duration_s=4.0, outage_start_s=2.0, outage_s=3.0)
+    with pytest.raises(ConfigError, match="dependent_every"):
+        outage.OutageConfig(dependent_every=0)
+    with pytest.raises(ConfigError, match="rate_per_s"):
+        outage.OutageConfig(rate_per_s=0)
+
+
+def test_items_round_robin_keys_and_dependent_keys() -> None:
+    items = outage.OutageConfig(duration_s=1.0, rate_per_s=8.0, keys=4, dependent_every=2,
+                                outage_start_s=0.0, outage_s=0.5).items()
+    assert [i.seq for i in items] == list(range(8))
+    assert [i.key for i in items[:4]] == ["key-0", "key-1", "key-2", "key-3"]
+    assert {i.key for i in items if i.needs_dependency} == {"key-0", "key-2"}
+    assert outage.WorkItem.from_bytes(items[3].to_bytes()) == items[3]
+
+
+def test_dependency_refuses_only_inside_its_window() -> None:
+    dep = outage.Dependency()
+    assert dep.healthy(now=0.0)
+    dep.schedule(10.0, 20.0)
+    assert dep.healthy(now=9.99) and not dep.healthy(now=10.0) and dep.healthy(now=20.0)
+    dep.schedule(0.0, float("inf"))
+    with pytest.raises(outage.DependencyDown):
+        dep.call()
+    assert (dep.calls, dep.refused) == (1, 1)
+
+
+def test_fail03_config_names_the_bad_key() -> None:
+    with pytest.raises(ConfigError, match="commit"):
+        e05.Fail03(commit="offset-1")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="on_exhausted"):
+        e05.Fail03(on_exhausted="ignore")  # type: ignore[arg-type]
+
+
+def _recorded_run() -> outage.OutageRun:
+    """A hand-made run: pipeline A keeps up; pipeline B blocks a healthy item for 3 s and
+    processes the dependent key out of order; item 3 of B is dead-lettered."""
+    now = [0.0]
+    tl = Timeline(clock=lambda: now[0])
+    config = outage.OutageConfig(duration_s=1.0, rate_per_s=4.0, keys=2, dependent_every=2,
+                                 outage_start_s=0.0, outage_s=1.0)
+    run = outage.OutageRun(config=config, timeline=tl, pipelines=["A", "B"], items=config.items())
+    run.outage_t = (0.0, 1.0)
+    run.produce_t = {0: 0.0, 1: 0.25, 2: 0.5, 3: 0.75}
+    rec = [("A", 0, "failed", 1, 0.01), ("A", 1, "processed", 1, 0.26), ("A", 2, "failed", 1, 0.51),
+           ("A", 3, "processed", 1, 0.76), ("A", 0, "processed", 2, 1.2), ("A", 2, "processed", 2, 1.3),
+           ("B", 0, "failed", 1, 0.01), ("B", 1, "processed", 1, 3.25), ("B", 2, "processed", 1, 3.3),
+           ("B", 0, "processed", 2, 3.4), ("B", 0, "processed", 3, 3.5)]
+    for who, seq, what, attempt, t in sorted(rec, key=lambda r: r[4]):
+        now[0] = t
+        tl.record(who, what, key=run.items[seq].key, detail={"seq": seq, "attempt": attempt})
+    run.dead_letters = {"A": [], "B": [3]}
+    run.finished = {"A": True, "B": True}
+    return run
+
+
+def test_summarize_counts_from_the_recorded_rows() -> None:
+    s = outage.summarize(_recorded_run())
+    assert s.loc["A", "lost"] == 0 and s.loc["B", "lost"] == 0
+    assert s.loc["B", "dead_lettered"] == 1
+    assert s.loc["B", "duplicated"] == 1          # seq 0 processed twice
+    assert s.loc["A", "max_attempts"] == 2
+    assert s.loc["A", "healthy_in_outage"] == 1.0  # items 1, 3 on time
+    assert s.loc["B", "healthy_in_outage"] == 0.0  # item 1 took 3 s, item 3 never processed
+    assert s.loc["A", "keys_out_of_order"] == 0
+    assert s.loc["B", "keys_out_of_order"] == 1    # key-0: seq 2 before seq 0
