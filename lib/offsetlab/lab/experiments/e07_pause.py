@@ -66,6 +66,7 @@ __all__ = [
     "PauseParams",
     "OutageDependency",
     "GroupWatcher",
+    "listed",
     "ScenarioResult",
     "run_raw_sleep",
     "run_raw_pause",
@@ -181,18 +182,26 @@ class ScenarioResult:
     finished_t: float = 0.0
     #: the broker's view, (t, group state, member client ids) at every change
     group_views: list[tuple[float, str, tuple[str, ...]]] = field(default_factory=list)
+    #: the broker-side watcher of the last attempt (``watcher.unavailable`` says why it could
+    #: not read the group, e.g. on Tansu)
+    watcher: Any = None
     #: how often the group never formed and the scenario started again (GroupNeverSettled)
     join_retries: int = 0
 
 
 # -- shared plumbing ------------------------------------------------------------------------
+def listed(member: str) -> str:
+    """The lane of ``member``'s membership as the broker lists it (:class:`GroupWatcher`)."""
+    return f"{member} (listed)"
+
+
 class GroupWatcher(threading.Thread):
     """The broker's view of the group, asked every ``every_s`` with ``describe_groups``.
 
     Records on ``timeline``: a ``group`` row on lane ``broker`` whenever the group's state or
-    member list changes (detail: state, sorted client ids), and a ``member`` interval on each
-    member's lane (its client id) while the broker lists it: group membership over time as
-    the coordinator sees it, not as the client believes it.
+    member list changes (detail: state, sorted client ids), and a ``member`` interval on lane
+    ``"<member> (listed)"`` (:func:`listed`) while the broker lists it: group membership over
+    time as the coordinator sees it, not as the client believes it.
     """
 
     def __init__(self, broker: BrokerHandle, group: str, timeline: Timeline, *,
@@ -203,6 +212,8 @@ class GroupWatcher(threading.Thread):
         self._admin = KafkaAdminClient(**broker.clients())
         self._done = threading.Event()
         self.views: list[tuple[float, str, tuple[str, ...]]] = []  # (t, state, members)
+        #: why the broker's view could not be read (then the watcher stops asking), or None
+        self.unavailable: str | None = None
 
     def run(self) -> None:
         last: tuple[str, tuple[str, ...]] | None = None
@@ -212,6 +223,11 @@ class GroupWatcher(threading.Thread):
                     info = self._admin.describe_groups([self.group]).get(self.group, {})
                 except KafkaError:
                     info = {}
+                except Exception as exc:  # noqa: BLE001 - an answer kafka-python cannot parse
+                    # (Tansu 0.6 answers authorized operations kafka-python 3.0.12 rejects)
+                    self.unavailable = f"{type(exc).__name__}: {exc}"
+                    self.timeline.record("broker", "group", detail={"unavailable": self.unavailable})
+                    return
                 state = str(info.get("group_state", "unknown"))
                 members = tuple(sorted(self.lanes.get(m["client_id"], m["client_id"])
                                        for m in info.get("members", ())))
@@ -219,16 +235,16 @@ class GroupWatcher(threading.Thread):
                     t = self.timeline.now()
                     before = set(last[1]) if last else set()
                     for who in sorted(set(members) - before):
-                        self.timeline.record(who, "member", phase="start")
+                        self.timeline.record(listed(who), "member", phase="start")
                     for who in sorted(before - set(members)):
-                        self.timeline.record(who, "member", phase="end")
+                        self.timeline.record(listed(who), "member", phase="end")
                     self.timeline.record("broker", "group",
                                          detail={"state": state, "members": list(members)})
                     self.views.append((t, state, members))
                     last = (state, members)
                 self._done.wait(self.every_s)
             for who in last[1] if last else ():  # close the intervals still open
-                self.timeline.record(who, "member", phase="end", detail={"watch": "ended"})
+                self.timeline.record(listed(who), "member", phase="end", detail={"watch": "ended"})
         finally:
             self._admin.close()
 
@@ -356,6 +372,7 @@ def _story(broker: BrokerHandle, result: ScenarioResult, dependency: OutageDepen
     """The common story once the members run: settle, outage + produce, wait for the end."""
     p = result.params
     watcher = GroupWatcher(broker, result.group, result.timeline, lanes=lanes)
+    result.watcher = watcher
     watcher.start()
     admin = KafkaAdminClient(**broker.clients())
     try:
@@ -425,8 +442,9 @@ def _settle(result: ScenarioResult, watcher: GroupWatcher,
             raise RuntimeError(f"E07: a member failed while the group formed: {result.errors}")
         h = holds()
         view = watcher.views[-1] if watcher.views else None
-        ok = (all(h) and sum(map(len, h)) == p.partitions and view is not None
-              and view[1] == "Stable" and len(view[2]) == 2)
+        broker_ok = watcher.unavailable is not None or (
+            view is not None and view[1] == "Stable" and len(view[2]) == 2)
+        ok = all(h) and sum(map(len, h)) == p.partitions and broker_ok
         key = (tuple(map(tuple, h)), view) if ok else None
         if key is None or key != since:
             since, since_t = key, time.monotonic()
@@ -726,7 +744,8 @@ def summarize(result: ScenarioResult) -> dict[str, Any]:
       to the worker;
     - ``commit_failed``: refused commits (and their error classes);
     - ``fewest_members`` / ``group_states``: the broker's view in that window
-      (:class:`GroupWatcher`): the fewest members it listed, and the states it reported;
+      (:class:`GroupWatcher`): the fewest members it listed (``None`` when the broker's
+      answer could not be read), and the states it reported;
     - ``worker_gone_after_s``: seconds from the worker's first sleep or pause to the broker
       no longer listing it (``None`` if it stayed listed);
     - ``longest_pause_s`` / ``longest_sleep_s``: the worker's longest pause / sleep interval;
@@ -753,7 +772,7 @@ def summarize(result: ScenarioResult) -> dict[str, Any]:
         "max_attempts": int(delivered.consumed.max()) if len(delivered) else 0,
         "commit_failed": len(failed),
         "commit_errors": sorted({d["error"] for d in failed.detail if isinstance(d, dict)}),
-        "fewest_members": min((len(m) for _, _, m in window), default=0),
+        "fewest_members": min((len(m) for _, _, m in window), default=None),
         "group_states": sorted({state for _, state, _ in window}),
         "worker_gone_after_s": _gone_after(after),
         "longest_pause_s": _longest(after, "pause"),
@@ -788,22 +807,22 @@ def _gone_after(frame: Any) -> float | None:
     began = sorted(_starts(frame, "sleep") + _starts(frame, "pause"))
     if not began:
         return None
-    gone = frame[(frame.who == "worker") & (frame.what == "member") & (frame.phase == "end")
+    gone = frame[(frame.who == listed("worker")) & (frame.what == "member") & (frame.phase == "end")
                  & (frame.t >= began[0])]
     return None if gone.empty else round(float(gone.t.iloc[0]) - began[0], 3)
 
 
 #: lane order of the pictures (lanes a strategy did not use are left out)
-LANES = ("producer", "dependency", "breaker", "worker", "peer", "broker")
+LANES = ("producer", "dependency", "breaker", "worker", listed("worker"), "peer", listed("peer"))
 
 
 def plot_comparison(results: list[ScenarioResult], *, width: float = 11.0) -> Any:
     """One timeline per strategy, stacked on a shared time axis (a matplotlib Figure).
 
     Circles are messages *processed* (the handler's work done; a message processed twice
-    shows twice), grey bars ``member`` are the broker's view of membership, orange bars
-    ``pause``, grey ``sleep`` and ``outage`` bars the worker's sleeping handler and the
-    dependency's outage."""
+    shows twice); the ``(listed)`` lanes are the broker's view of membership (grey
+    ``member`` bars); orange bars are pauses; grey ``sleep`` and ``outage`` bars the worker's
+    sleeping handler and the dependency's outage."""
     from matplotlib.figure import Figure
 
     from offsetlab.lab.plots import plot_timeline
@@ -820,5 +839,6 @@ def plot_comparison(results: list[ScenarioResult], *, width: float = 11.0) -> An
     fig = Figure(figsize=(width, sum(heights) + 0.5), layout="constrained")
     axes = fig.subplots(len(results), 1, sharex=True, height_ratios=heights, squeeze=False)[:, 0]
     for ax, (r, frame, lanes) in zip(axes, frames, strict=True):
-        plot_timeline(frame, ax=ax, lanes=lanes, title=r.strategy)
+        plot_timeline(frame, ax=ax, lanes=lanes,
+                      title=f"{r.strategy} (circles: message processed)")
     return fig
