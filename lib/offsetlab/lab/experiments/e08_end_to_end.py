@@ -58,6 +58,9 @@ __all__ = [
     "FinalState",
     "StoryResult",
     "run_story",
+    "run_on_memory",
+    "run_on_kafka",
+    "summary",
     "activity_table",
     "plot_stories",
 ]
@@ -386,6 +389,67 @@ def run_story(driver: Driver, params: StoryParams) -> StoryResult:
                        activities=activities,
                        calls=[(c.backup_job_id, c.mode.value, c.result) for c in service.backup_jobs.calls],
                        phase_calls=dict(phases.calls))
+
+
+def run_on_memory(params: StoryParams) -> StoryResult:
+    """The story on a fresh :class:`InMemoryBus` (simulated time)."""
+    from offsetlab.backups import backup_registry
+
+    driver = MemoryDriver(lambda clock: InMemoryBus(backup_registry(), clock=clock,
+                                                     default_partitions=params.partitions))
+    try:
+        return run_story(driver, params)
+    finally:
+        driver.bus.close()
+
+
+#: the Kafka bus's consumers: a short session so that Tansu's first join (about half the
+#: session timeout there) stays short; Kafka itself joins at once with no rebalance delay
+KAFKA_CONSUMER_SETTINGS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 2000}
+
+
+def run_on_kafka(broker: Any, params: StoryParams) -> StoryResult:
+    """The story on a :class:`~offsetlab.bus.kafka_bus.KafkaBus` against ``broker``, with
+    topic names unique to this run (the registry's ``topic_prefix``)."""
+    from offsetlab.backups import backup_registry
+    from offsetlab.bus.kafka_bus import KafkaBus, KafkaBusConfig
+
+    prefix = f"e08-{uuid.uuid4().hex[:8]}."
+    bus = KafkaBus(backup_registry(topic_prefix=prefix),
+                   KafkaBusConfig(bootstrap_servers=broker.bootstrap_servers,
+                                  default_partitions=params.partitions,
+                                  consumer_settings=KAFKA_CONSUMER_SETTINGS))
+    try:
+        return run_story(KafkaDriver(bus, broker), params)
+    finally:
+        bus.close()
+
+
+def summary(result: StoryResult) -> dict[str, Any]:
+    """What E08 prints per bus, from the timeline and the story's end state.
+
+    ``calls_while_open``: dependency calls between a breaker ``open`` and the next
+    ``half_open`` (the pause at work: should be none); ``retries``: re-produced copies;
+    ``dead_letters``; ``calls_per_phase``: calls while the dependency was slow / fed bad
+    data / down."""
+    frame = result.timeline.to_frame()
+    open_since: float | None = None
+    calls_while_open = 0
+    for who, what, t in zip(frame.who, frame.what, frame.t, strict=True):
+        if who == "breaker":
+            open_since = float(t) if what == "open" else None
+        elif (who == "backup-jobs" and open_since is not None
+              and what in ("ok", "TimeoutError", "ConnectionError", "bad_data")):
+            calls_while_open += 1
+    return {
+        "bus": result.bus,
+        "retries": int((frame.what == "retry").sum()),
+        "dead_letters": int((frame.what == "dead letter").sum()),
+        "calls_while_open": calls_while_open,
+        "calls_per_phase": dict(sorted(result.phase_calls.items())),
+        "breaker_states": list(result.final.breaker_states),
+        "duration_s": round(float(frame.t.max()) if len(frame) else 0.0, 2),
+    }
 
 
 def activity_table(result: StoryResult) -> Any:
