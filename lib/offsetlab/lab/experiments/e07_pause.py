@@ -104,7 +104,7 @@ class PauseParams:
     failure_threshold: int = 3
     probe_interval_s: float = 0.5
     timeout_s: float = 60.0
-    settle_timeout_s: float = 6.0
+    settle_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
         for key in ("messages", "partitions", "failure_threshold"):
