@@ -487,6 +487,8 @@ def findings(raw: Mapping[str, Fail03Run], bus: Mapping[str, BusFail03Run], summ
     out["outage: seed-reproduce max deliveries == max_retries + 1"] = bool(
         s["max_attempts"]["seed-reproduce"] == max_retries + 1)
     out["outage: bus-main-topic dead-lettered"] = int(s["dead_lettered"]["bus-main-topic"])
+    out["outage: bus subscriptions' rebalances while producing"] = {
+        k: int(v) for k, v in s["rebalances"].items() if k.startswith("bus-")}
     ratio = s["healthy_in_outage"]["bus-retry-topic"] / s["healthy_in_outage"]["bus-main-topic"]
     out["outage: healthy throughput during it, retry topic / main topic >= 1.5"] = bool(ratio >= 1.5)
     out["outage: longest healthy-key stall, main topic >= 2 x retry topic"] = bool(

@@ -179,7 +179,7 @@ def findings(raw: RetryTopicRun, bus: Mapping[str, e05.BusFail03Run], run: Outag
              summary: Any, *, max_retries: int) -> dict[str, Any]:
     """E06's deterministic findings. ``bus``: ``bus transient`` and ``bus poison``
     (:func:`e05.run_bus_variants` with ``RetryTopicRetry``); ``run``/``summary``: the outage
-    with pipelines ``raw-retrier``, ``bus-retry-topic``, ``bus-main-topic``."""
+    with pipelines ``raw-retrier``, ``raw-move-back``, ``bus-retry-topic``, ``bus-main-topic``."""
     out: dict[str, Any] = {}
     retry = [c for c in raw.copies if c.topic == "retry"]
     dlt = [c for c in raw.copies if c.topic == "dlt"]
@@ -208,11 +208,14 @@ def findings(raw: RetryTopicRun, bus: Mapping[str, e05.BusFail03Run], run: Outag
     out["outage: every pipeline processed or dead-lettered every item"] = bool(s["finished"].all())
     out["outage: lost per pipeline"] = {k: int(v) for k, v in s["lost"].items()}
     out["outage: duplicated per pipeline"] = {k: int(v) for k, v in s["duplicated"].items()}
-    out["outage: raw retrier retries that failed during the outage"] = failed_during_outage(
-        run, "raw-retrier")
+    out["outage: raw retriers' retries that failed during the outage [process, move-back]"] = [
+        failed_during_outage(run, "raw-retrier"), failed_during_outage(run, "raw-move-back")]
     out["outage: bus-retry-topic retries that failed during the outage >= 1"] = (
         failed_during_outage(run, "bus-retry-topic") >= 1)
-    out["outage: raw retrier max deliveries"] = int(s["max_attempts"]["raw-retrier"])
+    out["outage: raw retriers' max deliveries [process, move-back]"] = [
+        int(s["max_attempts"]["raw-retrier"]), int(s["max_attempts"]["raw-move-back"])]
+    out["outage: bus subscriptions' rebalances while producing"] = {
+        k: int(v) for k, v in s["rebalances"].items() if k.startswith("bus-")}
     out["outage: slowest retried item, raw retrier < bus-retry-topic"] = bool(
         s["retried_latency_max_s"]["raw-retrier"] < s["retried_latency_max_s"]["bus-retry-topic"])
     ratio = s["healthy_in_outage"]["bus-retry-topic"] / s["healthy_in_outage"]["bus-main-topic"]

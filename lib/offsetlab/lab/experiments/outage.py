@@ -329,12 +329,23 @@ class RawMainTopicPipeline:
 
 
 class RawRetryTopicPipeline:
-    """E06 raw: failures to a retry topic; a retrier that waits for due time and health."""
+    """E06 raw: failures to a retry topic; a retrier that waits for due time and health.
+
+    ``mode="process"``: the retrier handles a due record itself; ``"move-back"``: it produces
+    the record (headers and attempt kept) back to the main topic, where the main consumer
+    handles it (the seed's "moves messages back to the main topic"): the retried record then
+    queues behind the main topic's backlog, but only one consumer runs the handler."""
 
     def __init__(self, broker: BrokerHandle, name: str, dependency: Dependency, *,
-                 max_retries: int = 5, backoff: Backoff | None = None, partitions: int = 1) -> None:
+                 max_retries: int = 5, backoff: Backoff | None = None, partitions: int = 1,
+                 mode: str = "process") -> None:
+        if mode not in ("process", "move-back"):
+            raise ConfigError(f"RawRetryTopicPipeline(mode={mode!r}): use 'process' (the retrier "
+                              "handles due records) or 'move-back' (it re-produces them to the "
+                              "main topic)")
         self.name = name
         self.broker = broker
+        self.mode = mode
         self.dependency = dependency
         self.max_retries = max_retries
         self.backoff = backoff or Backoff()
@@ -345,7 +356,6 @@ class RawRetryTopicPipeline:
         self._loops: list[_Loop] = []
         self._producer: KafkaProducer | None = None
         #: (partition, offset) the retrier is waiting on, and since when (monotonic)
-        self.waits: list[tuple[float, float]] = []
 
     def encode(self, item: WorkItem) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
         return item.key.encode(), item.to_bytes(), []
@@ -365,15 +375,25 @@ class RawRetryTopicPipeline:
     def start(self, process: ProcessFn, on_dead_letter: DeadLetterFn) -> None:
         self._producer = KafkaProducer(**self.broker.clients())
 
+        def attempt_once(record: Any, item: WorkItem, attempt: int) -> None:
+            """Process; on a failure make the next retry copy, or the dead letter."""
+            try:
+                process(item, attempt)
+            except ConnectionError as exc:
+                if attempt <= self.max_retries:
+                    self._copy(record, topic=self.retry_topic, attempt=attempt + 1, error=exc,
+                               reason=f"retry: {exc}",
+                               not_before=time.time() + self.backoff.delay_for(attempt))
+                else:
+                    self._copy(record, topic=self.dead_letter_topic, attempt=attempt,
+                               error=exc, reason="retries exhausted", not_before=None)
+                    on_dead_letter(item.seq)
+
         def on_main(consumer: KafkaConsumer, records: list[Any]) -> None:
             for record in records:
-                item = WorkItem.from_bytes(record.value)
-                try:
-                    process(item, 1)
-                except ConnectionError as exc:
-                    self._copy(record, topic=self.retry_topic, attempt=2, error=exc,
-                               reason=f"retry: {exc}",
-                               not_before=time.time() + self.backoff.delay_for(1))
+                # a record moved back by the retrier carries its attempt; an original is 1
+                attempt_once(record, WorkItem.from_bytes(record.value),
+                             attempt_of(record.headers or []))
                 _commit_next(consumer, record)
 
         waiting: dict[TopicPartition, float] = {}  # paused retry partition -> not-before (epoch)
@@ -389,18 +409,13 @@ class RawRetryTopicPipeline:
                     consumer.pause(tp)
                     waiting[tp] = due
                     continue
-                item, attempt = WorkItem.from_bytes(record.value), attempt_of(record.headers or [])
-                try:
-                    process(item, attempt)
-                except ConnectionError as exc:
-                    if attempt <= self.max_retries:
-                        self._copy(record, topic=self.retry_topic, attempt=attempt + 1, error=exc,
-                                   reason=f"retry: {exc}",
-                                   not_before=time.time() + self.backoff.delay_for(attempt))
-                    else:
-                        self._copy(record, topic=self.dead_letter_topic, attempt=attempt,
-                                   error=exc, reason="retries exhausted", not_before=None)
-                        on_dead_letter(item.seq)
+                if self.mode == "move-back":  # the seed: "moves messages back to the main topic"
+                    assert self._producer is not None
+                    self._producer.send(self.main_topic, key=record.key, value=record.value,
+                                        headers=list(record.headers or [])).get(timeout=30)
+                else:
+                    attempt_once(record, WorkItem.from_bytes(record.value),
+                                 attempt_of(record.headers or []))
                 _commit_next(consumer, record)
 
         def retry_idle(consumer: KafkaConsumer) -> None:
@@ -486,6 +501,8 @@ class BusPipeline:
         self.main_topic = create_topic(broker, self.registry.topic_for(OutageWork), partitions)
         self.dead_letter_topic = f"{self.main_topic}{retry.dead_letter_suffix}"
         self.consumer_settings = consumer_settings or {}
+        #: set by :func:`run_outage`: where membership and pauses are recorded
+        self.timeline: Timeline | None = None
         self._bus: Any = None
         self._sub: Any = None
 
@@ -511,9 +528,25 @@ class BusPipeline:
             seqs[event.event_id] = event.seq
             process(event.item(), attempts[event.event_id])
 
+        timeline = self.timeline
+
         def on_activity(activity: Any) -> None:
             if activity.kind is ActivityKind.DEAD_LETTERED and activity.event_id in seqs:
                 on_dead_letter(seqs[activity.event_id])
+            if timeline is None:
+                return
+            # membership (lane "<name>-group") and not-before waits, one lane per paused
+            # topic ("<name> waits on main|retry topic"), on the run's timeline
+            lane = f"{self.name}-group"
+            if activity.kind is ActivityKind.JOINED:
+                timeline.record(lane, "join", detail=activity.detail)
+            elif activity.kind is ActivityKind.REBALANCED:
+                timeline.record(lane, activity.detail.split(" ", 1)[0], detail=activity.detail)
+            elif activity.kind in (ActivityKind.WAITING, ActivityKind.RESUMED) and activity.topic:
+                which = "main" if activity.topic == self.main_topic else "retry"
+                timeline.record(f"{self.name} waits on {which} topic", "pause",
+                                phase="start" if activity.kind is ActivityKind.WAITING else "end",
+                                topic=activity.topic, partition=activity.partition)
 
         config = KafkaBusConfig(
             bootstrap_servers=self.broker.bootstrap_servers, name=self.name,
@@ -546,6 +579,8 @@ class OutageRun:
     produce_t: dict[int, float] = field(default_factory=dict)
     dead_letters: dict[str, list[int]] = field(default_factory=dict)
     finished: dict[str, bool] = field(default_factory=dict)
+    #: from the first send until every item was handled (or the drain timed out)
+    producing_t: tuple[float, float] = (0.0, 0.0)
 
     def handler_for(self, lane: str, dependency: Dependency) -> ProcessFn:
         def process(item: WorkItem, attempt: int) -> None:
@@ -610,6 +645,8 @@ def run_outage(broker: BrokerHandle, pipelines: Sequence[Pipeline], dependency: 
     try:
         for p in pipelines:
             started.append(p)
+            if hasattr(p, "timeline"):
+                p.timeline = timeline
             p.start(tracker(p.name, run.handler_for(p.name, dependency)), dead(p.name))
         t_first = time.monotonic()
         dependency.schedule(t_first + config.outage_start_s,
@@ -638,6 +675,7 @@ def run_outage(broker: BrokerHandle, pipelines: Sequence[Pipeline], dependency: 
             time.sleep(0.05)
         with lock:
             run.finished = {name: len(s) == len(items) for name, s in done.items()}
+        run.producing_t = (timeline.to_t(t_first), timeline.now())
     finally:
         producer.close()
         for p in reversed(started):
@@ -693,11 +731,15 @@ def summarize(run: OutageRun, *, on_time_s: float = 1.0) -> Any:
     - ``max_attempts``; ``dead_lettered`` (read back from the dead-letter topic);
     - ``lost``: produced, never processed and not in the dead-letter topic;
     - ``duplicated``: processed more than once; ``keys_out_of_order``: keys whose items were
-      processed (first time) in an order other than they were produced.
+      processed (first time) in an order other than they were produced;
+    - ``rebalances``: partitions revoked or lost while items were being produced and handled
+      (bus pipelines, from their membership lane; ``NA`` for the raw pipelines, which assign
+      their partitions and have no group membership).
     """
     import pandas as pd
 
     rows = _handled(run)
+    frame = run.timeline.to_frame()
     lo, hi = run.outage_t
     healthy_in_window = [s for s, t in run.produce_t.items()
                          if lo <= t < hi and not run.items[s].needs_dependency]
@@ -722,6 +764,11 @@ def summarize(run: OutageRun, *, on_time_s: float = 1.0) -> Any:
         for _key, group in first_ok.sort_values("t").groupby("key"):
             if list(group.seq) != sorted(group.seq):
                 order_changed += 1
+        group_rows = frame[frame.who == f"{name}-group"]
+        p0, p1 = run.producing_t
+        rebalances: Any = pd.NA if group_rows.empty else int(
+            ((group_rows.what.isin(["revoked", "lost"])) & (group_rows.t >= p0)
+             & (group_rows.t <= p1)).sum())
         out.append({
             "pipeline": name,
             "produced": len(run.items),
@@ -736,6 +783,7 @@ def summarize(run: OutageRun, *, on_time_s: float = 1.0) -> Any:
             "retried_latency_median_s": float(retried.median()) if len(retried) else float("nan"),
             "retried_latency_max_s": float(retried.max()) if len(retried) else float("nan"),
             "keys_out_of_order": order_changed,
+            "rebalances": rebalances,
             "finished": run.finished.get(name, False),
         })
     return pd.DataFrame(out).set_index("pipeline")
