@@ -84,14 +84,14 @@ def test_retrying_starts_again_only_on_group_never_settled() -> None:
             raise e07.GroupNeverSettled("no group")
         return _recorded_result()
 
-    result = e07._retrying(flaky)(None, e07.PauseParams())  # type: ignore[arg-type]
+    result = e07.retrying(flaky)(None, e07.PauseParams())  # type: ignore[arg-type]
     assert result.join_retries == 1 and len(calls) == 2
 
     def broken(broker: object, params: e07.PauseParams) -> e07.ScenarioResult:
         raise RuntimeError("not a join problem")
 
     with pytest.raises(RuntimeError):
-        e07._retrying(broken)(None, e07.PauseParams())  # type: ignore[arg-type]
+        e07.retrying(broken)(None, e07.PauseParams())  # type: ignore[arg-type]
 
 
 # -- E08 -------------------------------------------------------------------------------------

@@ -1,0 +1,332 @@
+"""E07's common parts: the parameters, the worker's dependency, a run's result, and the
+story every strategy plays (members settle, the dependency goes down, messages are
+produced, wait until everything is committed after the outage, read the offsets back).
+
+The strategies are in :mod:`~offsetlab.lab.experiments.e07_raw` and
+:mod:`~offsetlab.lab.experiments.e07_adapter`; :mod:`~offsetlab.lab.experiments.e07_pause`
+is what the notebook imports.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from offsetlab.brokers import BrokerHandle
+from offsetlab.bus.errors import ConfigError
+from offsetlab.lab.experiments.e07_watch import GroupNeverSettled, GroupWatcher, settle
+from offsetlab.lab.raw import create_topic, unique
+from offsetlab.lab.timeline import (
+    Timeline,
+    TimelineRebalanceListener,
+    record_consumed,
+    recorded_send,
+)
+
+__all__ = [
+    "PauseParams",
+    "OutageDependency",
+    "ScenarioResult",
+    "Strategy",
+    "RawMember",
+    "run_story",
+    "retrying",
+    "new_result",
+    "read_back",
+    "key_of",
+    "commit_recorded",
+    "plain_step",
+    "JOIN_POLL_MS",
+]
+
+#: the runners' poll timeout while joining (RunnerConfig.join_poll_timeout_ms)
+JOIN_POLL_MS = 100
+
+
+@dataclass(frozen=True, kw_only=True)
+class PauseParams:
+    """One E07 run. Group timeouts are the worker's and the peer's consumer settings.
+
+    ``outage_s`` must exceed both ``session_timeout_ms`` and ``max_poll_interval_ms`` (the
+    question is what a pause longer than both does); ``heartbeat_interval_ms`` must be below
+    a third of the session timeout (Kafka's rule of thumb, kafka-python checks less).
+    """
+
+    messages: int = 6
+    partitions: int = 2
+    outage_s: float = 7.0
+    session_timeout_ms: int = 3000
+    heartbeat_interval_ms: int = 500
+    max_poll_interval_ms: int = 3500
+    failure_threshold: int = 3
+    probe_interval_s: float = 0.5
+    timeout_s: float = 60.0
+    settle_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        for key in ("messages", "partitions", "failure_threshold"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"PauseParams.{key}={value!r}: give an int >= 1")
+        if self.partitions < 2:
+            raise ConfigError(f"PauseParams.partitions={self.partitions}: give >= 2, so that "
+                              "the peer holds a partition and can take over the worker's")
+        if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
+            raise ConfigError(
+                f"PauseParams.heartbeat_interval_ms={self.heartbeat_interval_ms} must be at most "
+                f"session_timeout_ms / 3 ({self.session_timeout_ms // 3}); lower it")
+        longest_ms = max(self.session_timeout_ms, self.max_poll_interval_ms)
+        if self.outage_s * 1000 <= longest_ms:
+            raise ConfigError(
+                f"PauseParams.outage_s={self.outage_s} must exceed session_timeout_ms and "
+                f"max_poll_interval_ms ({longest_ms} ms): raise outage_s or lower the timeouts")
+        for key in ("probe_interval_s", "timeout_s", "settle_timeout_s"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"PauseParams.{key} must be > 0")
+
+    def group_settings(self) -> dict[str, Any]:
+        """kafka-python consumer settings for both members."""
+        return {"session_timeout_ms": self.session_timeout_ms,
+                "heartbeat_interval_ms": self.heartbeat_interval_ms,
+                "max_poll_interval_ms": self.max_poll_interval_ms,
+                "auto_offset_reset": "earliest", "enable_auto_commit": False}
+
+
+class OutageDependency:
+    """The worker's dependency: down from :meth:`down_for` until that many seconds passed.
+
+    :meth:`call` raises ``ConnectionError`` while down (a retriable error for the default
+    classifier) and records every call; :meth:`available` is the alive check.
+    """
+
+    def __init__(self, timeline: Timeline, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._timeline = timeline
+        self._clock = clock
+        self._up_at = 0.0
+        self._lock = threading.Lock()
+        self.calls: list[tuple[str, bool]] = []  # (key, ok)
+
+    def down_for(self, seconds: float) -> None:
+        now = self._clock()
+        self._up_at = now + seconds
+        self._timeline.interval("dependency", "outage", now, self._up_at)
+
+    def available(self) -> bool:
+        return self._clock() >= self._up_at
+
+    def call(self, key: str) -> None:
+        ok = self.available()
+        with self._lock:
+            self.calls.append((key, ok))
+        if not ok:
+            raise ConnectionError(f"dependency unreachable (for {key})")
+
+
+@dataclass
+class ScenarioResult:
+    """What one strategy run produced: the timeline and what the broker says at the end."""
+
+    strategy: str
+    params: PauseParams
+    timeline: Timeline
+    topic: str
+    group: str
+    produced: int
+    end_offsets: dict[int, int] = field(default_factory=dict)
+    committed: dict[int, int | None] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    settled_t: float = 0.0
+    finished_t: float = 0.0
+    #: the broker's view, (t, group state, member client ids) at every change
+    group_views: list[tuple[float, str, tuple[str, ...]]] = field(default_factory=list)
+    #: the broker-side watcher of the last attempt (``watcher.unavailable`` says why it could
+    #: not read the group, e.g. on Tansu)
+    watcher: Any = None
+    #: how often the group never formed and the scenario started again (GroupNeverSettled)
+    join_retries: int = 0
+
+
+#: a strategy: runs one scenario against a broker and returns what happened
+Strategy = Callable[[BrokerHandle, PauseParams], ScenarioResult]
+
+
+def key_of(record: Any) -> str:
+    return record.key.decode() if record.key is not None else ""
+
+
+class RawMember(threading.Thread):
+    """A raw KafkaConsumer polling on its own thread; ``step(consumer, batch)`` handles each
+    poll's records (and commits) the way the strategy does."""
+
+    def __init__(self, who: str, broker: BrokerHandle, result: ScenarioResult,
+                 step: Callable[[KafkaConsumer, dict[TopicPartition, list[Any]]], None],
+                 stop: threading.Event) -> None:
+        super().__init__(name=f"e07-{result.strategy}-{who}", daemon=True)
+        self.who, self.broker, self.result, self.step, self.stop = who, broker, result, step, stop
+        self.assigned: list[int] = []
+
+    def run(self) -> None:
+        tl = self.result.timeline
+        consumer = None
+        try:
+            consumer = KafkaConsumer(client_id=self.who, group_id=self.result.group,
+                                     **self.broker.clients(**self.result.params.group_settings()))
+            member = self
+
+            class Track(TimelineRebalanceListener):
+                def on_partitions_assigned(self, assigned: Any) -> None:
+                    member.assigned = sorted(tp.partition for tp in assigned)
+                    super().on_partitions_assigned(assigned)
+
+                def on_partitions_revoked(self, revoked: Any) -> None:
+                    if revoked:  # kafka-python revokes "nothing" before every first join
+                        member.assigned = []
+                        super().on_partitions_revoked(revoked)
+
+            consumer.partitions_for_topic(self.result.topic)  # metadata known before the join
+            consumer.subscribe([self.result.topic], listener=Track(tl, self.who))
+            while not self.stop.is_set():
+                self.step(consumer, consumer.poll(timeout_ms=100))
+        except Exception as exc:  # noqa: BLE001 - recorded, the scenario reports it
+            self.result.errors[self.who] = f"{type(exc).__name__}: {exc}"
+            tl.record(self.who, "error", detail={"error": f"{type(exc).__name__}"})
+        finally:
+            if consumer is not None:
+                consumer.close()
+
+
+def commit_recorded(consumer: KafkaConsumer, tl: Timeline, who: str,
+            offsets: dict[TopicPartition, int] | None = None) -> None:
+    """``commit()`` (positions) or ``commit(offsets)``; a refused commit is recorded."""
+    try:
+        if offsets is None:
+            consumer.commit()
+        elif offsets:
+            consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
+        else:
+            return
+        tl.record(who, "commit", detail=None if offsets is None else
+                  {"offsets": {f"{tp.partition}": o for tp, o in sorted(offsets.items())}})
+    except KafkaError as exc:
+        tl.record(who, "commit_failed", detail={"error": type(exc).__name__})
+
+
+def plain_step(tl: Timeline, who: str) -> Callable[[KafkaConsumer, dict], None]:
+    """The peer: record and commit every batch (it needs no dependency)."""
+
+    def step(consumer: KafkaConsumer, batch: dict[TopicPartition, list[Any]]) -> None:
+        for records in batch.values():
+            for r in records:
+                record_consumed(tl, who, r)
+                record_consumed(tl, who, r, what="processed")
+        if batch:
+            commit_recorded(consumer, tl, who)
+
+    return step
+
+
+def produce_keyed(broker: BrokerHandle, result: ScenarioResult) -> None:
+    producer = KafkaProducer(**broker.clients())
+    try:
+        for i in range(result.params.messages):
+            recorded_send(producer, result.timeline, "producer", result.topic,
+                          value=f"message {i}".encode(), key=f"key-{i}".encode()).get(timeout=30)
+    finally:
+        producer.close()
+
+
+def read_back(broker: BrokerHandle, result: ScenarioResult) -> None:
+    """End offsets of the topic and the group's committed offsets, from the broker."""
+    consumer = KafkaConsumer(**broker.clients(group_id=result.group, enable_auto_commit=False))
+    try:
+        tps = [TopicPartition(result.topic, p) for p in range(result.params.partitions)]
+        result.end_offsets = {tp.partition: o for tp, o in consumer.end_offsets(tps).items()}
+        result.committed = {tp.partition: consumer.committed(tp) for tp in tps}
+    finally:
+        consumer.close()
+
+
+def committed_now(admin: KafkaAdminClient, result: ScenarioResult) -> dict[int, int]:
+    offsets = admin.list_group_offsets(result.group).get(result.group, {})
+    return {tp.partition: om.offset for tp, om in offsets.items() if tp.topic == result.topic}
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str,
+          errors: dict[str, str] | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if errors:
+            raise RuntimeError(f"E07: a member failed while waiting for {what}: {errors}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"E07: waited {timeout_s} s for {what}")
+        time.sleep(0.05)
+
+
+def run_story(broker: BrokerHandle, result: ScenarioResult, dependency: OutageDependency,
+           holds: Callable[[], list[list[int]]],
+           produce: Callable[[], None] | None = None,
+           lanes: dict[str, str] | None = None) -> None:
+    """The common story once the members run: settle, outage + produce, wait for the end."""
+    p = result.params
+    watcher = GroupWatcher(broker, result.group, result.timeline, lanes=lanes)
+    result.watcher = watcher
+    watcher.start()
+    admin = KafkaAdminClient(**broker.clients())
+    try:
+        settle(holds, watcher, partitions=p.partitions, timeout_s=p.settle_timeout_s,
+               errors=result.errors, name=result.strategy)
+        result.settled_t = result.timeline.now()
+        result.timeline.record("group", "settled", detail={"holds": sorted(map(len, holds()))})
+        dependency.down_for(p.outage_s)
+        if produce is None:
+            produce_keyed(broker, result)
+        else:
+            produce()
+        end = {i: 0 for i in range(p.partitions)}
+        for row in result.timeline.rows():
+            if row.what == "produced" and row.partition is not None:
+                end[row.partition] = max(end[row.partition], (row.offset or 0) + 1)
+        wait_for(lambda: dependency.available()
+              and committed_now(admin, result) == {k: v for k, v in end.items() if v}
+              and all(holds()) and sum(map(len, holds())) == p.partitions,
+              p.outage_s + p.timeout_s, "every message committed after the outage", result.errors)
+        time.sleep(max(1.0, 2 * p.heartbeat_interval_ms / 1000))  # a late rebalance would show
+        result.finished_t = result.timeline.now()
+        result.timeline.record("group", "finished")
+    finally:
+        admin.close()
+        watcher.stop()
+        result.group_views = list(watcher.views)
+
+
+def retrying(fn: Strategy, tries: int = 3) -> Strategy:
+    """``fn`` started again (fresh names) when the group never formed (at most ``tries``
+    times); the result's ``join_retries`` says how often."""
+
+    def run(broker: BrokerHandle, params: PauseParams) -> ScenarioResult:
+        for attempt in range(tries):
+            try:
+                result = fn(broker, params)
+            except GroupNeverSettled:
+                if attempt == tries - 1:
+                    raise
+                continue
+            result.join_retries = attempt
+            return result
+        raise AssertionError("unreachable")
+
+    run.__name__, run.__doc__ = fn.__name__, fn.__doc__
+    return run
+
+
+def new_result(strategy: str, broker: BrokerHandle, params: PauseParams) -> ScenarioResult:
+    topic = create_topic(broker, unique(f"e07-{strategy}"), params.partitions)
+    return ScenarioResult(strategy=strategy, params=params, timeline=Timeline(), topic=topic,
+                          group=unique(f"e07-{strategy}-group"), produced=params.messages)
