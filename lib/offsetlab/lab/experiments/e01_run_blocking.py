@@ -355,6 +355,7 @@ class L(ConsumerRebalanceListener):
             print("assigned", flush=True)
 c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, client_id="killed-member",
                   session_timeout_ms=int(session), heartbeat_interval_ms=int(heartbeat))
+c.partitions_for_topic(topic)  # metadata first, as warmed_consumer() does
 c.subscribe([topic], listener=L())
 while True:
     c.poll(timeout_ms=100)
