@@ -23,17 +23,17 @@ calls a dependency (the backup-job service) that can be made slow, down, or fed 
 :class:`MemoryDriver` runs it on :class:`~offsetlab.bus.memory.InMemoryBus` in simulated
 time (deterministic); :class:`KafkaDriver` on the Kafka bus in real time. :class:`FinalState`
 is what must be equal on both; everything the buses did is on a
-:class:`~offsetlab.lab.timeline.Timeline` (lanes: ``edge`` and ``publish``, one per
-subscription, ``backup-jobs`` with its mode intervals and calls, ``breaker``).
+:class:`~offsetlab.lab.timeline.Timeline` (lanes: ``publish``, one per subscription,
+``backup-jobs`` with its mode intervals and calls, ``breaker``). The drivers live in
+:mod:`~offsetlab.lab.experiments.e08_drivers` (re-exported here).
 """
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from offsetlab.backups import (
     BackupJobDependency,
@@ -45,9 +45,10 @@ from offsetlab.backups import (
 from offsetlab.bus.breaker import BreakerState, BreakerTransition, CircuitBreaker
 from offsetlab.bus.errors import ConfigError
 from offsetlab.bus.headers import parse_provenance
-from offsetlab.bus.interface import Activity, ActivityKind, EventBus
-from offsetlab.bus.memory import InMemoryBus, ManualClock
+from offsetlab.bus.interface import Activity, ActivityKind
+from offsetlab.bus.memory import InMemoryBus
 from offsetlab.bus.retry import MainTopicRetry, dead_letter_topic
+from offsetlab.lab.experiments.e08_drivers import Driver, KafkaDriver, MemoryDriver
 from offsetlab.lab.timeline import Timeline
 
 __all__ = [
@@ -96,120 +97,6 @@ class StoryParams:
                 f"StoryParams.slow_s={self.slow_s} must exceed dependency_timeout_s="
                 f"{self.dependency_timeout_s} (the slow phase is about a call that times out)")
 
-
-class Driver(Protocol):
-    """A bus and its time: what the story needs besides the service."""
-
-    bus: EventBus
-    clock: Callable[[], float]
-    kind: str
-
-    def name(self, base: str) -> str: ...
-    def sleep(self, seconds: float) -> None: ...
-    def idle(self, seconds: float) -> None: ...
-    def wait_until(self, predicate: Callable[[], bool], *, timeout_s: float, what: str) -> None: ...
-    def records(self, topic: str) -> Sequence[Any]: ...
-
-
-class MemoryDriver:
-    """The in-memory bus on a :class:`ManualClock`: time moves only when nothing else can
-    happen (a backoff, a not-before time, a breaker's next alive check), so a run is
-    deterministic and takes no wall-clock time."""
-
-    kind = "memory"
-
-    def __init__(self, bus_factory: Callable[[Callable[[], float]], InMemoryBus]) -> None:
-        self.clock = ManualClock()
-        self.bus = bus_factory(self.clock)
-
-    def name(self, base: str) -> str:
-        return base
-
-    def sleep(self, seconds: float) -> None:
-        self.clock.advance(seconds)
-
-    def idle(self, seconds: float) -> None:
-        deadline = self.clock() + seconds
-        while True:
-            self.bus.drain()
-            wake = self.bus.next_wakeup()
-            if wake is None or wake > deadline:
-                self.clock.advance_to(deadline)
-                self.bus.drain()
-                return
-            self.clock.advance_to(wake)
-
-    def wait_until(self, predicate: Callable[[], bool], *, timeout_s: float, what: str) -> None:
-        deadline = self.clock() + timeout_s
-        while True:
-            self.bus.drain()
-            if predicate():
-                return
-            wake = self.bus.next_wakeup()
-            if wake is None or wake > deadline:
-                raise TimeoutError(f"E08 (memory): waited {timeout_s} s (simulated) for {what}; "
-                                   "the bus is idle")
-            self.clock.advance_to(wake)
-
-    def records(self, topic: str) -> list[Any]:
-        return list(self.bus.records(topic))
-
-
-class KafkaDriver:
-    """A Kafka bus in real time. ``records(topic)`` reads a topic to its end with a
-    group-less consumer (it never creates the topic). ``clock`` is the clock the bus stamps
-    its activities with (epoch seconds by default: the time base of not-before headers)."""
-
-    kind = "kafka"
-
-    def __init__(self, bus: EventBus, broker: Any, *, clock: Callable[[], float] = time.time,
-                 poll_s: float = 0.05) -> None:
-        self.bus = bus
-        self.broker = broker
-        self.clock = clock
-        self.poll_s = poll_s
-        self.run_id = uuid.uuid4().hex[:8]
-
-    def name(self, base: str) -> str:
-        return f"{base}-{self.run_id}"
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
-
-    def idle(self, seconds: float) -> None:
-        time.sleep(seconds)
-
-    def wait_until(self, predicate: Callable[[], bool], *, timeout_s: float, what: str) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"E08 (kafka): waited {timeout_s} s for {what}")
-            time.sleep(self.poll_s)
-
-    def records(self, topic: str) -> list[Any]:
-        from kafka import KafkaConsumer, TopicPartition
-
-        consumer = KafkaConsumer(**self.broker.clients(group_id=None, enable_auto_commit=False,
-                                                       allow_auto_create_topics=False))
-        try:
-            consumer.topics()
-            partitions = consumer.partitions_for_topic(topic)
-            if not partitions:
-                return []
-            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-            consumer.assign(tps)
-            consumer.seek_to_beginning(*tps)
-            end = consumer.end_offsets(tps)
-            out: list[Any] = []
-            deadline = time.monotonic() + 15
-            while any(consumer.position(tp) < end[tp] for tp in tps):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"E08: could not read {topic} to its end in 15 s")
-                for batch in consumer.poll(timeout_ms=200).values():
-                    out.extend(batch)
-            return sorted(out, key=lambda r: (r.partition, r.offset))
-        finally:
-            consumer.close()
 
 
 @dataclass(frozen=True)
@@ -456,7 +343,7 @@ def activity_table(result: StoryResult) -> Any:
     """Per subscription: deliveries, settled, retries (re-produced), dead letters, pauses
     (a pandas DataFrame, from the timeline)."""
     frame = result.timeline.to_frame()
-    subs = frame[~frame.who.isin(["publish", "backup-jobs", "breaker", "edge"])]
+    subs = frame[~frame.who.isin(["publish", "backup-jobs", "breaker"])]
     table = subs.assign(n=1).pivot_table(index="who", columns="what", values="n", aggfunc="sum",
                                          fill_value=0)
     wanted = [c for c in ("consumed", "commit", "retry", "dead letter", "pause", "waiting",
