@@ -44,7 +44,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from offsetlab.bus.errors import ConfigError
 
@@ -77,6 +77,9 @@ class ChaosConfig:
     publish_batch: int = 50
     #: the workers' consumer session timeout: how soon a killed worker's partitions move
     session_timeout_ms: int = 6000
+    #: simulated work per event in the handler (ms), before the event is recorded, so that
+    #: a batch takes a while and a kill can land between processing and the commit
+    handle_ms: float = 1.0
     #: how long to wait, after publishing, for every acknowledged event to be processed
     drain_timeout_s: float = 180.0
     #: ``bus`` (KafkaBus subscription) or ``raw`` (kafka-python poll loop) consumers
@@ -96,6 +99,8 @@ class ChaosConfig:
             value = getattr(self, key)
             if not isinstance(value, int | float) or value <= 0:
                 raise ConfigError(f"ChaosConfig.{key} must be a number > 0 (seconds), got {value!r}")
+        if not isinstance(self.handle_ms, int | float) or not 0 <= self.handle_ms <= 1000:
+            raise ConfigError(f"ChaosConfig.handle_ms must be 0..1000 (ms), got {self.handle_ms!r}")
         for key in ("consumer", "publisher"):
             if getattr(self, key) not in MODES:
                 raise ConfigError(f"ChaosConfig.{key}={getattr(self, key)!r}: use one of {MODES}")
@@ -115,6 +120,8 @@ class ChaosResult:
     written_twice: int = 0
     processed_unacknowledged: int = 0
     publish_failures: int = 0
+    publisher_rebuilds: int = 0
+    publish_failure_log: list[str] = field(default_factory=list)
     unacknowledged: int = 0
     lost_sample: list[int] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -153,12 +160,13 @@ class WorkerPool:
     dies, the kernel closes the pipe and the workers exit (see ``chaos_worker``)."""
 
     def __init__(self, *, folder: Path, bootstrap_servers: str, topic_prefix: str, group: str,
-                 mode: str, session_timeout_ms: int) -> None:
+                 mode: str, session_timeout_ms: int, handle_ms: float) -> None:
         self.folder = folder
         self._argv = [sys.executable, "-m", "offsetlab.lab.chaos_worker",
                       "--bootstrap-servers", bootstrap_servers, "--topic-prefix", topic_prefix,
                       "--group", group, "--mode", mode,
-                      "--session-timeout-ms", str(session_timeout_ms)]
+                      "--session-timeout-ms", str(session_timeout_ms),
+                      "--handle-ms", str(handle_ms)]
         self.workers: list[_Worker] = []
         self._lock = threading.Lock()
         lib = str(Path(__file__).resolve().parents[2])
@@ -265,95 +273,124 @@ class ProcessedTally:
 
 
 # -- publishing -------------------------------------------------------------------------------
-PublishFn = Callable[[list[ChaosEvent]], list[bool]]
+#: seconds one publish call may take (the bus's ``publish_timeout_s``; the raw flush timeout)
+PUBLISH_TIMEOUT_S = 10.0
 
 
-def _raw_publisher(bootstrap_servers: str, topic: str) -> tuple[PublishFn, Callable[[], None]]:
-    """KafkaProducer (acks=all, idempotent: kafka-python 3 defaults), flush per batch."""
-    from kafka import KafkaProducer
+class PublishClient(Protocol):
+    """Publishes a batch and returns only when the broker acknowledged every event of it;
+    raises otherwise (some of the batch may have been written anyway)."""
 
-    registry = chaos_registry("")
-    producer = KafkaProducer(bootstrap_servers=bootstrap_servers)
+    def publish(self, events: list[ChaosEvent]) -> None: ...
 
-    def publish(events: list[ChaosEvent]) -> list[bool]:
+    def close(self) -> None: ...
+
+
+class RawPublishClient:
+    """KafkaProducer (kafka-python 3 defaults: acks=all, idempotent), flushed per batch."""
+
+    def __init__(self, bootstrap_servers: str, topic: str) -> None:
+        from kafka import KafkaProducer
+
+        self._registry, self._topic = chaos_registry(""), topic
+        self._producer = KafkaProducer(bootstrap_servers=bootstrap_servers,
+                                       max_block_ms=int(PUBLISH_TIMEOUT_S * 1000))
+
+    def publish(self, events: list[ChaosEvent]) -> None:
         futures = []
         for event in events:
-            enc = registry.encode(event)
-            futures.append(producer.send(topic, key=enc.key, value=enc.value,
-                                         headers=list(enc.headers)))
-        producer.flush(timeout=180)
-        return [f.is_done and f.succeeded() for f in futures]
+            enc = self._registry.encode(event)
+            futures.append(self._producer.send(self._topic, key=enc.key, value=enc.value,
+                                               headers=list(enc.headers)))
+        deadline = time.monotonic() + PUBLISH_TIMEOUT_S
+        for f in futures:  # raises KafkaTimeoutError or the delivery error
+            f.get(timeout=max(0.0, deadline - time.monotonic()))
 
-    return publish, lambda: producer.close(timeout=10)
-
-
-def _bus_publisher(bootstrap_servers: str, topic_prefix: str) -> tuple[PublishFn, Callable[[], None]]:
-    """KafkaBus ``publish_many`` per batch; when it fails (it says only that the events
-    before the failed one were acknowledged), the batch's events are published again one by
-    one with ``publish``, so each event's acknowledgement is known. An event that was written
-    by the failed call shows up twice on the topic (counted as *written twice*)."""
-    from offsetlab.bus import KafkaBus, KafkaBusConfig, PublishError
-
-    bus = KafkaBus(chaos_registry(topic_prefix),
-                   KafkaBusConfig(bootstrap_servers=bootstrap_servers, name="chaos-publisher"))
-
-    def publish(events: list[ChaosEvent]) -> list[bool]:
+    def close(self) -> None:
         try:
-            bus.publish_many(events)
-            return [True] * len(events)
-        except PublishError as exc:
-            log.info("publish_many of %d events failed: %s", len(events), exc)
-        acked = []
-        for event in events:
-            try:
-                bus.publish(event)
-                acked.append(True)
-            except PublishError as exc:
-                log.info("publish of seq %d failed: %s", event.seq, exc)
-                acked.append(False)
-        return acked
+            self._producer.close(timeout=5)
+        except Exception as exc:  # a wedged producer cannot flush; it is being replaced
+            log.info("closing the raw producer: %s", exc)
 
-    return publish, bus.close
+
+class BusPublishClient:
+    """``KafkaBus.publish_many``: send the batch, return once every event is acknowledged."""
+
+    def __init__(self, bootstrap_servers: str, topic_prefix: str, generation: int) -> None:
+        from offsetlab.bus import KafkaBus, KafkaBusConfig
+
+        self._bus = KafkaBus(chaos_registry(topic_prefix), KafkaBusConfig(
+            bootstrap_servers=bootstrap_servers, publish_timeout_s=PUBLISH_TIMEOUT_S,
+            create_topics=False, name=f"chaos-publisher-{generation}"))
+
+    def publish(self, events: list[ChaosEvent]) -> None:
+        self._bus.publish_many(events)
+
+    def close(self) -> None:
+        try:
+            self._bus.close(timeout_s=5)
+        except Exception as exc:  # best effort: it is being replaced
+            log.info("closing the publishing bus: %s", exc)
 
 
 class Publisher(threading.Thread):
-    """Publishes events ``0..n-1`` in batches paced over ``duration_s``; an event whose
-    publish failed is published again (same event id) until ``give_up_at``."""
+    """Publishes events ``0..n-1`` in batches paced over ``duration_s``.
 
-    def __init__(self, publish: PublishFn, *, n: int, batch: int, duration_s: float,
-                 abort: threading.Event) -> None:
+    An event counts as acknowledged only when a publish call that contained it returned. When
+    a call fails, the client is closed and a new one made (an application would do the same
+    with a producer that stopped answering; see ``rebuilds``), and the same events (same event
+    ids) are published again, until ``give_up_at``. So an event can be written twice (the
+    failed call may have written it): the run counts those from the topic."""
+
+    def __init__(self, make_client: Callable[[int], PublishClient], *, n: int, batch: int,
+                 duration_s: float, abort: threading.Event) -> None:
         super().__init__(name="chaos-publisher", daemon=True)
-        self._publish, self._n, self._batch, self._duration = publish, n, batch, duration_s
-        self._abort = abort
+        self._make_client, self._n, self._batch = make_client, n, batch
+        self._duration, self._abort = duration_s, abort
         self.acked: set[int] = set()
         self.failures = 0
+        self.rebuilds = 0
+        self.failure_log: list[str] = []
         self.error: BaseException | None = None
         self.started_at = self.ended_at = 0.0
         self.give_up_at = float("inf")
 
     def run(self) -> None:
         self.started_at = time.monotonic()
-        events = {seq: ChaosEvent(seq=seq) for seq in range(self._n)}
-        todo = list(range(self._n))
-        pace = self._duration / max(1, -(-self._n // self._batch))
+        events = [ChaosEvent(seq=seq) for seq in range(self._n)]
+        chunks = [events[i:i + self._batch] for i in range(0, self._n, self._batch)]
+        pace = self._duration / max(1, len(chunks))
+        client: PublishClient | None = None
         try:
-            sent_batches = 0
-            while todo and not self._abort.is_set() and time.monotonic() < self.give_up_at:
-                chunk, todo = todo[:self._batch], todo[self._batch:]
-                wait = self.started_at + sent_batches * pace - time.monotonic()
+            client = self._make_client(0)
+            for k, chunk in enumerate(chunks):
+                wait = self.started_at + k * pace - time.monotonic()
                 if wait > 0 and self._abort.wait(wait):
+                    return
+                while not self._abort.is_set() and time.monotonic() < self.give_up_at:
+                    began = time.monotonic()
+                    try:
+                        client.publish(chunk)
+                    except Exception as exc:  # not acknowledged: new client, same events
+                        self.failures += 1
+                        self.failure_log.append(
+                            f"+{began - self.started_at:.1f}s batch {k} ({len(chunk)} events) "
+                            f"failed after {time.monotonic() - began:.1f} s: "
+                            f"{type(exc).__name__}: {str(exc)[:200]}")
+                        log.warning("%s", self.failure_log[-1])
+                        client.close()
+                        self.rebuilds += 1
+                        client = self._make_client(self.rebuilds)
+                        continue
+                    self.acked.update(e.seq for e in chunk)
                     break
-                sent_batches += 1
-                flags = self._publish([events[s] for s in chunk])
-                failed = [s for s, ok in zip(chunk, flags, strict=True) if not ok]
-                self.acked.update(s for s, ok in zip(chunk, flags, strict=True) if ok)
-                if failed:
-                    self.failures += len(failed)
-                    todo.extend(failed)
-                    self._abort.wait(0.5)
+                else:
+                    return
         except BaseException as exc:  # reported by the orchestrator
             self.error = exc
         finally:
+            if client is not None:
+                client.close()
             self.ended_at = time.monotonic()
 
 
@@ -457,7 +494,8 @@ def run_chaos(config: ChaosConfig, *, broker: Any = None, out: IO[str] | None = 
             group = f"{run_id}-group"
             pool = WorkerPool(folder=folder, bootstrap_servers=servers, topic_prefix=prefix,
                               group=group, mode=config.consumer,
-                              session_timeout_ms=config.session_timeout_ms)
+                              session_timeout_ms=config.session_timeout_ms,
+                              handle_ms=config.handle_ms)
             stack.callback(pool.stop_all, 10.0)
             first = [pool.spawn() for _ in range(config.workers)]
             pool.wait_joined(first, timeout_s=90)
@@ -465,12 +503,12 @@ def run_chaos(config: ChaosConfig, *, broker: Any = None, out: IO[str] | None = 
             say(f"+{rel():.1f}s topic {topic} ({config.partitions} partitions), "
                 f"{config.workers} workers joined group {group}")
 
-            if config.publisher == "bus":
-                publish, close_publisher = _bus_publisher(servers, prefix)
-            else:
-                publish, close_publisher = _raw_publisher(servers, topic)
-            stack.callback(close_publisher)
-            publisher = Publisher(publish, n=config.events, batch=config.publish_batch,
+            def make_client(generation: int) -> PublishClient:
+                if config.publisher == "bus":
+                    return BusPublishClient(servers, prefix, generation)
+                return RawPublishClient(servers, topic)
+
+            publisher = Publisher(make_client, n=config.events, batch=config.publish_batch,
                                   duration_s=config.publish_s, abort=abort)
             stack.callback(end_threads)
             start = time.monotonic()
@@ -526,7 +564,11 @@ def run_chaos(config: ChaosConfig, *, broker: Any = None, out: IO[str] | None = 
                 raise RuntimeError(f"the publisher failed: {publisher.error!r}") from publisher.error
             result.timings["publish_s"] = round(publisher.ended_at - publisher.started_at, 3)
             say(f"+{rel():.1f}s published: {len(publisher.acked)} acknowledged, "
-                f"{publisher.failures} failed publish attempts")
+                f"{publisher.failures} failed publish calls, {publisher.rebuilds} new clients")
+            for line in publisher.failure_log[:10]:
+                say(f"  publish failure {line}")
+            result.publish_failure_log = publisher.failure_log
+            result.publisher_rebuilds = publisher.rebuilds
             for t in threads:
                 t.join()
             drain_start = time.monotonic()
@@ -594,6 +636,9 @@ def _report(result: ChaosResult, config: ChaosConfig, say: Callable[[str], None]
     say(f"duplicated: {result.duplicated} (extra deliveries {result.redeliveries}; written twice "
         f"by the publisher {result.written_twice}; in-flight bound (kills + restarts) x workers "
         f"x {POLL_BATCH} = {bound})")
+    if result.publish_failures:
+        say(f"publish: {result.publish_failures} failed publish calls, {result.publisher_rebuilds} "
+            "new publish clients (the failures are in chaos.json: publish_failure_log)")
     if result.unacknowledged or result.processed_unacknowledged:
         say(f"unacknowledged: {result.unacknowledged} never acknowledged, "
             f"{result.processed_unacknowledged} of them processed anyway")
@@ -622,6 +667,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"events per publish call ({d.publish_batch})")
     parser.add_argument("--session-timeout-ms", type=int, default=d.session_timeout_ms,
                         help=f"workers' consumer session timeout ({d.session_timeout_ms})")
+    parser.add_argument("--handle-ms", type=float, default=d.handle_ms,
+                        help=f"simulated work per event in the handlers, ms ({d.handle_ms:g})")
     parser.add_argument("--drain-timeout", type=float, default=d.drain_timeout_s,
                         help=f"seconds to wait for every acknowledged event ({d.drain_timeout_s:.0f})")
     parser.add_argument("--consumer", choices=MODES, default=d.consumer)
@@ -637,6 +684,7 @@ def main(args: argparse.Namespace) -> int:
                              workers=args.workers, partitions=args.partitions,
                              publish_s=args.publish_seconds, publish_batch=args.publish_batch,
                              session_timeout_ms=args.session_timeout_ms,
+                             handle_ms=args.handle_ms,
                              drain_timeout_s=args.drain_timeout, consumer=args.consumer,
                              publisher=args.publisher, run_id=args.run_id)
     except ConfigError as exc:

@@ -10,6 +10,10 @@ before the consumer can commit the record. A SIGKILL after the write and before 
 makes the record come back to another worker: a *duplicate*, never a loss. (The kernel keeps
 what was flushed when the process is killed; only a machine crash could lose it.)
 
+``--handle-ms`` is simulated work per event, done before the event is recorded: with it a
+poll batch takes a while, and a SIGKILL can land between a recorded event and its batch's
+commit (the duplicates the run reports).
+
 Modes:
 
 - ``bus`` (default): :class:`offsetlab.bus.KafkaBus` ``subscribe(ChaosEvent, handler)``.
@@ -118,6 +122,12 @@ def _say(what: str) -> None:
     print(f"{time.time():.3f} {what}", flush=True)
 
 
+def _work(handle_ms: float) -> None:
+    """The handler's simulated work, done before the event counts as processed."""
+    if handle_ms > 0:
+        time.sleep(handle_ms / 1000)
+
+
 def consume_raw(args: argparse.Namespace, events: EventLog, stop: threading.Event) -> None:
     """The baseline: kafka-python poll loop, handle the batch, commit it synchronously."""
     import kafka.errors as kafka_errors
@@ -148,6 +158,7 @@ def consume_raw(args: argparse.Namespace, events: EventLog, stop: threading.Even
                 for record in records:
                     event = registry.decode(record.value)
                     assert isinstance(event, ChaosEvent)
+                    _work(args.handle_ms)
                     events.record(event.seq)
             try:
                 consumer.commit(timeout_ms=15_000)
@@ -173,6 +184,7 @@ def consume_bus(args: argparse.Namespace, events: EventLog, stop: threading.Even
     try:
         def handler(event: Event) -> None:
             assert isinstance(event, ChaosEvent)
+            _work(args.handle_ms)
             events.record(event.seq)
 
         sub = bus.subscribe(ChaosEvent, handler, group=args.group, name=args.name)
@@ -194,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="file the handled sequence numbers are appended to")
     p.add_argument("--mode", choices=MODES, default="bus")
     p.add_argument("--session-timeout-ms", type=int, default=6000)
+    p.add_argument("--handle-ms", type=float, default=0.0,
+                   help="simulated work per event before it is recorded (ms)")
     p.add_argument("--name", default=f"chaos-worker-{os.getpid()}")
     return p
 
