@@ -54,6 +54,8 @@ def test_outage_retrier_waits_for_the_dependency(kafka_broker: BrokerHandle) -> 
     backoff = Backoff(initial_s=0.3)
     pipelines = [
         outage.RawRetryTopicPipeline(kafka_broker, "t-raw-retrier", dependency, backoff=backoff),
+        outage.RawRetryTopicPipeline(kafka_broker, "t-move-back", dependency, backoff=backoff,
+                                     mode="move-back"),
         outage.BusPipeline(kafka_broker, "t-bus-retry", RetryTopicRetry(backoff=backoff)),
     ]
     config = outage.OutageConfig(duration_s=3.0, rate_per_s=10.0, keys=2, dependent_every=2,
@@ -61,7 +63,9 @@ def test_outage_retrier_waits_for_the_dependency(kafka_broker: BrokerHandle) -> 
     run = outage.run_outage(kafka_broker, pipelines, dependency, config)
     summary = outage.summarize(run)
     assert summary["finished"].all()
-    assert summary["lost"].tolist() == [0, 0]
-    assert e06.failed_during_outage(run, "t-raw-retrier") == 0
-    assert summary.loc["t-raw-retrier", "max_attempts"] == 2
+    assert summary["lost"].tolist() == [0, 0, 0]
+    for lane in ("t-raw-retrier", "t-move-back"):
+        assert e06.failed_during_outage(run, lane) == 0
+        assert summary.loc[lane, "max_attempts"] == 2
     assert e06.failed_during_outage(run, "t-bus-retry") >= 1
+    assert summary.loc["t-bus-retry", "rebalances"] == 0
