@@ -133,6 +133,33 @@ def _reap_io_threads(before: set[int | None], client_id: str) -> int:
     return reaped
 
 
+def _unstick_join(consumer: Any) -> bool:
+    """Restart a group join kafka-python 3.0.12 abandoned; return True if it did.
+
+    When a rejoin is triggered by the leader's metadata snapshot changing (typically right
+    after a first generation that was assigned before the metadata showed a just-created
+    topic), ``poll()`` can time out while the JoinGroup/SyncGroup task is in flight; by the
+    time the task finishes, ``need_rejoin()`` already answers False (the leader recorded
+    the new snapshot while assigning), so no later ``poll()`` consumes the task's result:
+    the assignment is never applied and the member sits with no partitions until something
+    else forces a rejoin (seen on embedded Kafka 4.1.1: 20 s to minutes). That stuck state
+    is "join task done, nothing wants to rejoin"; asking for a rejoin lets the next
+    ``poll()`` run a fresh join. Consumers without those internals (fakes) are left alone.
+    """
+    coordinator = getattr(consumer, "_coordinator", None)
+    task = getattr(coordinator, "_join_task", None)
+    if task is None or not getattr(task, "is_done", False):
+        return False
+    try:
+        if coordinator.need_rejoin():
+            return False
+        coordinator.request_rejoin()
+    except Exception:  # internals changed: leave the consumer to itself
+        _log.debug("could not inspect kafka-python's join state", exc_info=True)
+        return False
+    return True
+
+
 class JoinHandle:
     """Completes once, when the runner's first group join succeeded or failed.
 
@@ -726,6 +753,9 @@ class ConsumerRunner:
                 timeout = (self.config.poll_timeout_ms if self._joined
                            else self.config.join_poll_timeout_ms)
                 polled = self._consumer.poll(timeout_ms=timeout)
+                if _unstick_join(self._consumer):
+                    _log.warning("runner %s: kafka-python abandoned a finished group join; "
+                                 "rejoining", self.name)
                 self._process_notes()
                 if polled:
                     self._handle_records(polled)
