@@ -115,3 +115,24 @@ def test_workers_die_with_the_orchestrator(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+
+
+@pytest.mark.timeout(120)
+def test_the_run_sees_loss_from_a_consumer_that_commits_before_handling(tmp_path: Path) -> None:
+    """The negative control: ``--consumer unsafe`` commits each batch before handling it, so
+    the kill (which lands while the workers are busy with a backlog: 5 ms per event, 1000
+    events/s for 3 workers) loses the rest of the victim's batch. The run must say so."""
+    run_id = "chaos-unsafe"
+    cmd = [sys.executable, "-m", "offsetlab", "chaos", "--events", "2000", "--kills", "1",
+           "--broker-restarts", "0", "--seed", "3", "--publish-seconds", "2", "--handle-ms", "5",
+           "--consumer", "unsafe", "--drain-timeout", "15", "--run-id", run_id]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=110, cwd=REPO,
+                          env=_env(tmp_path))
+    text = proc.stdout
+    print(text)
+    lost = _value(text, "lost")
+    assert lost > 0, text
+    assert proc.returncode == 1, text
+    assert _value(text, "processed") == _value(text, "produced") - lost
+    saved = json.loads((tmp_path / run_id / "chaos.json").read_text())
+    assert saved["lost"] == lost and saved["exit_code"] == 1 and not saved["drained"]

@@ -48,7 +48,7 @@ from typing import IO, Any, Protocol
 
 from offsetlab.bus.errors import ConfigError
 
-from .chaos_worker import MODES, ChaosEvent, chaos_registry
+from .chaos_worker import CONSUMER_MODES, MODES, ChaosEvent, chaos_registry
 from .paths import runs_dir
 
 __all__ = ["ChaosConfig", "ChaosResult", "run_chaos", "add_arguments", "main"]
@@ -82,7 +82,8 @@ class ChaosConfig:
     handle_ms: float = 1.0
     #: how long to wait, after publishing, for every acknowledged event to be processed
     drain_timeout_s: float = 180.0
-    #: ``bus`` (KafkaBus subscription) or ``raw`` (kafka-python poll loop) consumers
+    #: ``bus`` (KafkaBus subscription), ``raw`` (kafka-python poll loop, commit after the
+    #: batch) or ``unsafe`` (commit before the batch: loses events, to show the run sees it)
     consumer: str = "bus"
     #: ``bus`` (KafkaBus publish) or ``raw`` (KafkaProducer, flush per batch) publisher
     publisher: str = "bus"
@@ -101,9 +102,10 @@ class ChaosConfig:
                 raise ConfigError(f"ChaosConfig.{key} must be a number > 0 (seconds), got {value!r}")
         if not isinstance(self.handle_ms, int | float) or not 0 <= self.handle_ms <= 1000:
             raise ConfigError(f"ChaosConfig.handle_ms must be 0..1000 (ms), got {self.handle_ms!r}")
-        for key in ("consumer", "publisher"):
-            if getattr(self, key) not in MODES:
-                raise ConfigError(f"ChaosConfig.{key}={getattr(self, key)!r}: use one of {MODES}")
+        if self.consumer not in CONSUMER_MODES:
+            raise ConfigError(f"ChaosConfig.consumer={self.consumer!r}: use one of {CONSUMER_MODES}")
+        if self.publisher not in MODES:
+            raise ConfigError(f"ChaosConfig.publisher={self.publisher!r}: use one of {MODES}")
 
 
 @dataclass
@@ -671,7 +673,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"simulated work per event in the handlers, ms ({d.handle_ms:g})")
     parser.add_argument("--drain-timeout", type=float, default=d.drain_timeout_s,
                         help=f"seconds to wait for every acknowledged event ({d.drain_timeout_s:.0f})")
-    parser.add_argument("--consumer", choices=MODES, default=d.consumer)
+    parser.add_argument("--consumer", choices=CONSUMER_MODES, default=d.consumer,
+                        help="bus (default), raw, or unsafe (commits before handling: loses "
+                             "events, to show that the run detects it)")
     parser.add_argument("--publisher", choices=MODES, default=d.publisher)
     parser.add_argument("--run-id", default=None, help="default: <UTC time>-chaos")
 

@@ -19,6 +19,8 @@ Modes:
 - ``bus`` (default): :class:`offsetlab.bus.KafkaBus` ``subscribe(ChaosEvent, handler)``.
 - ``raw``: a plain kafka-python poll loop that handles the whole batch, then commits it
   synchronously (the baseline the bus is compared with).
+- ``unsafe``: the raw loop with the commit *before* the batch is handled (at-most-once). It
+  exists to show that the run detects loss: a kill mid-batch loses the rest of the batch.
 
 The worker never outlives the orchestrator: it exits at once when its stdin reaches EOF (the
 orchestrator holds the other end of the pipe, and the kernel closes it when the orchestrator
@@ -38,15 +40,17 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import IO, ClassVar
+from typing import IO, Any, ClassVar
 
 from offsetlab.bus.events import Event, EventRegistry
 
-__all__ = ["ChaosEvent", "chaos_registry", "EventLog", "main", "MODES"]
+__all__ = ["ChaosEvent", "chaos_registry", "EventLog", "main", "MODES", "CONSUMER_MODES"]
 
 log = logging.getLogger("offsetlab.chaos_worker")
 
 MODES = ("bus", "raw")
+#: consumer modes: the two above, and ``unsafe`` (a deliberately broken consumer, see below)
+CONSUMER_MODES = (*MODES, "unsafe")
 #: exit status when the orchestrator went away (stdin EOF or a new parent)
 ORPHANED = 3
 
@@ -129,10 +133,11 @@ def _work(handle_ms: float) -> None:
 
 
 def consume_raw(args: argparse.Namespace, events: EventLog, stop: threading.Event) -> None:
-    """The baseline: kafka-python poll loop, handle the batch, commit it synchronously."""
-    import kafka.errors as kafka_errors
+    """The baseline: kafka-python poll loop, handle the batch, commit it synchronously
+    (``--mode unsafe``: commit first, then handle)."""
     from kafka import KafkaConsumer
 
+    commit_first = args.mode == "unsafe"
     registry = chaos_registry(args.topic_prefix)
     topic = registry.topic_for(ChaosEvent)
     consumer = KafkaConsumer(
@@ -154,18 +159,27 @@ def consume_raw(args: argparse.Namespace, events: EventLog, stop: threading.Even
                 _say(f"joined {sorted(tp.partition for tp in consumer.assignment())}")
             if not batches:
                 continue
+            if commit_first:
+                _commit(consumer)
             for records in batches.values():
                 for record in records:
                     event = registry.decode(record.value)
                     assert isinstance(event, ChaosEvent)
                     _work(args.handle_ms)
                     events.record(event.seq)
-            try:
-                consumer.commit(timeout_ms=15_000)
-            except kafka_errors.KafkaError as exc:  # the group moved on / broker away: redelivered
-                _say(f"commit failed ({type(exc).__name__}: {exc}); records will be redelivered")
+            if not commit_first:
+                _commit(consumer)
     finally:
         consumer.close(autocommit=False)
+
+
+def _commit(consumer: Any) -> None:
+    import kafka.errors as kafka_errors
+
+    try:
+        consumer.commit(timeout_ms=15_000)
+    except kafka_errors.KafkaError as exc:  # the group moved on / broker away: redelivered
+        _say(f"commit failed ({type(exc).__name__}: {exc}); records will be redelivered")
 
 
 def consume_bus(args: argparse.Namespace, events: EventLog, stop: threading.Event) -> None:
@@ -204,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topic-prefix", required=True)
     p.add_argument("--group", required=True)
     p.add_argument("--out", required=True, help="file the handled sequence numbers are appended to")
-    p.add_argument("--mode", choices=MODES, default="bus")
+    p.add_argument("--mode", choices=CONSUMER_MODES, default="bus")
     p.add_argument("--session-timeout-ms", type=int, default=6000)
     p.add_argument("--handle-ms", type=float, default=0.0,
                    help="simulated work per event before it is recorded (ms)")
