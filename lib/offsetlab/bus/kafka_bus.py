@@ -32,7 +32,7 @@ import itertools
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -40,7 +40,6 @@ from typing import Any
 import kafka.errors as kafka_errors
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
-from offsetlab.bus.breaker import CircuitBreaker
 from offsetlab.bus.config import RUNNER_OWNED_KEYS, CrashPolicy, RunnerConfig
 from offsetlab.bus.errors import BusStateError, ConfigError
 from offsetlab.bus.events import Event, EventRegistry
@@ -55,7 +54,7 @@ from offsetlab.bus.interface import (
 )
 from offsetlab.bus.kafka_publish import Producers
 from offsetlab.bus.kafka_subscription import KafkaSubscription
-from offsetlab.bus.retry import RetryTopicRetry, dead_letter_topic
+from offsetlab.bus.retry import dead_letter_topic
 from offsetlab.bus.runner import _reap_io_threads
 
 __all__ = ["KafkaBus", "KafkaBusConfig", "KafkaSubscription", "DEFAULT_CONSUMER_SETTINGS"]
@@ -372,11 +371,6 @@ class KafkaBus(EventBus):
                 ) from exc
         return self._admin
 
-    def retry_topics(self, spec: SubscriptionSpec) -> tuple[str, ...]:
-        """The topics copies of ``spec``'s records may go to (retry topic, dead letters)."""
-        out = [spec.retry.retry_topic(spec.topic)] if isinstance(spec.retry, RetryTopicRetry) else []
-        return (*out, dead_letter_topic(spec.topic, spec.retry.dead_letter_suffix))
-
     # -- activity ------------------------------------------------------------------------
 
     def add_listener(self, listener: ActivityListener) -> None:
@@ -430,12 +424,6 @@ class KafkaBus(EventBus):
     def _check_open(self, what: str) -> None:
         if self._closed:
             raise BusStateError(f"{what}() on a closed KafkaBus {self.name!r}; make a new bus")
-
-    def watch_breaker(self, breaker: CircuitBreaker) -> Callable[[], None]:
-        """Report ``breaker``'s transitions as BREAKER activities; returns a remover."""
-        return breaker.add_listener(lambda t: self._report(
-            ActivityKind.BREAKER, detail=f"{t.breaker}: {t.previous.value} -> {t.state.value} "
-                                         f"({t.reason})"))
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Stop every subscription, flush and close the producers and the admin client."""
