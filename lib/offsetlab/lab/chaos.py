@@ -1,8 +1,8 @@
 """``offsetlab chaos``: publish N events through the bus while consumers and the broker die.
 
     offsetlab chaos --events N --kills K --broker-restarts R [--seed S] [--workers W]
-                    [--partitions P] [--publish-seconds T] [--consumer bus|raw]
-                    [--publisher bus|raw] [--run-id ID]
+                    [--partitions P] [--publish-seconds T] [--handle-ms MS]
+                    [--consumer bus|raw|unsafe] [--publisher bus|raw] [--run-id ID]
 
 One run: a ``kafka`` broker (started here, restartable in place), a topic with P partitions,
 W consumer worker processes (:mod:`offsetlab.lab.chaos_worker`) in one consumer group, a
@@ -17,11 +17,14 @@ stops the workers, reads the topic back and prints::
     lost: 0              acknowledged and never processed
     duplicated: 212 ...  processed more than once
 
-The accounting rests on the workers' files: a handler appends the event's ``seq`` and
-flushes it to the kernel before it returns, so before its record can be committed; a
-SIGKILL between processing and commit shows up as a duplicate, never as a loss. Events the
-publisher wrote twice (a publish that failed but reached the log, then was retried) are
-counted from the topic itself and reported apart.
+The accounting rests on the workers' files: a handler does its (simulated, ``--handle-ms``)
+work, appends the event's ``seq`` and flushes it to the kernel before it returns, so before
+its record can be committed; a SIGKILL between processing and commit shows up as a
+duplicate, never as a loss. An event counts as produced only when a publish call containing
+it returned; a failed call is retried with a new client (kafka-python 3.0.12's idempotent
+producer can stop completing sends after a broker restart), so an event can be written
+twice: those are counted from the topic itself and reported apart. ``--consumer unsafe``
+(commit before handling) is the negative control: its runs report lost events.
 
 Exit status: 0 nothing lost, 1 something lost (or the run could not be set up), 2 usage
 error, 130 interrupted. Results: ``data/runs/<run-id>/chaos.json`` and the workers' files
@@ -79,7 +82,7 @@ class ChaosConfig:
     session_timeout_ms: int = 6000
     #: simulated work per event in the handler (ms), before the event is recorded, so that
     #: a batch takes a while and a kill can land between processing and the commit
-    handle_ms: float = 1.0
+    handle_ms: float = 5.0
     #: how long to wait, after publishing, for every acknowledged event to be processed
     drain_timeout_s: float = 180.0
     #: ``bus`` (KafkaBus subscription), ``raw`` (kafka-python poll loop, commit after the
