@@ -610,7 +610,10 @@ def run_chaos(config: ChaosConfig, *, broker: Any = None, out: IO[str] | None = 
             result.workers = [{"name": w.name, "pid": w.proc.pid, "returncode": w.proc.returncode,
                                "events": _lines(w.out)} for w in pool.workers]
     result.timings["total_s"] = rel()
-    _report(result, config, say)
+    if result.interrupted:
+        say("no accounting: the run was interrupted before the drain ended")
+    else:
+        _report(result, config, say)
     (run_dir / "chaos.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     say(f"saved: {run_dir / 'chaos.json'}")
     return result
