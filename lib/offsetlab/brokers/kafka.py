@@ -125,16 +125,29 @@ class KafkaBroker:
     def _classpath(self) -> str:
         return str(self.libs / "*")
 
-    def _format(self) -> None:
+    def _format(self, attempts: int = 3) -> None:
+        """``kafka.tools.StorageTool format`` the data dir (a new cluster id). Retried: under
+        heavy load (load average > 14 on 2 cores) it failed twice in a day of notebook runs."""
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        out = subprocess.run(
-            [self.java, "-Xmx256m", "-XX:TieredStopAtLevel=1", "-cp", self._classpath(),
-             "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.properties)],
-            capture_output=True, text=True, timeout=120,
-        )
-        if out.returncode != 0:
-            raise BrokerExited("kafka.tools.StorageTool format failed",
-                               log_tail="\n".join((out.stdout + out.stderr).splitlines()[-20:]))
+        tail = ""
+        for attempt in range(1, attempts + 1):
+            try:
+                out = subprocess.run(
+                    [self.java, "-Xmx256m", "-XX:TieredStopAtLevel=1", "-cp", self._classpath(),
+                     "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.properties),
+                     "--ignore-formatted"],
+                    capture_output=True, text=True, timeout=180,
+                )
+            except subprocess.TimeoutExpired as exc:
+                tail = f"timed out after {exc.timeout} s"
+                continue
+            if out.returncode == 0:
+                return
+            tail = "\n".join((out.stdout + out.stderr).splitlines()[-20:])
+            log.warning("StorageTool format attempt %d/%d failed: %s", attempt, attempts, tail[-300:])
+            time.sleep(0.5 * attempt)
+        raise BrokerExited(f"kafka.tools.StorageTool format of {self.data_dir} failed {attempts} times",
+                           log_tail=tail)
 
     @property
     def running(self) -> bool:

@@ -79,6 +79,30 @@ def produce(broker: BrokerHandle, topic: str, messages: Iterable[tuple[str, str]
     return out
 
 
+def warmed_consumer(topics: Sequence[str]) -> Callable[..., KafkaConsumer]:
+    """A consumer factory: ``KafkaConsumer(**kwargs)`` that already knows ``topics``'
+    partitions before anybody subscribes it (usable as the runner's ``consumer_factory``).
+
+    Without it the first JoinGroup can race kafka-python's first metadata fetch: the leader
+    assigns nothing (log: ``No partition metadata for topic``) and rejoins when the metadata
+    arrives; here (kafka-python 3.0.12, Kafka 4.1.1, rebalance delay 0) that rejoin sometimes
+    never finished and a member sat outside the group (E01 saw it in about one two-member join
+    in four, E03 until a session timed out). The seed's topics existed before its consumers
+    started, so knowing the partitions first is the seed's situation too."""
+
+    def make(**kwargs: Any) -> KafkaConsumer:
+        consumer = KafkaConsumer(**kwargs)
+        try:
+            for topic in topics:
+                consumer.partitions_for_topic(topic)
+        except BaseException:
+            consumer.close(autocommit=False)
+            raise
+        return consumer
+
+    return make
+
+
 class _Assignments(ConsumerRebalanceListener):
     def __init__(self, group: RawGroup, member: str) -> None:
         self.group, self.member = group, member
@@ -115,7 +139,7 @@ class RawGroup:
         self.errors: dict[str, BaseException] = {}
         self._threads = []
         for m in members:
-            consumer = KafkaConsumer(client_id=m, **broker.clients(**settings))
+            consumer = warmed_consumer([topic])(client_id=m, **broker.clients(**settings))
             consumer.subscribe([topic], listener=_Assignments(self, m))
             t = threading.Thread(target=self._loop, args=(m, consumer), name=f"rawgroup-{m}", daemon=True)
             self._threads.append(t)

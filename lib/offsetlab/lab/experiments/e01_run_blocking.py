@@ -41,7 +41,7 @@ from offsetlab.bus.config import RunnerConfig
 from offsetlab.bus.errors import ConfigError
 from offsetlab.bus.lifecycle import GroupJoin
 from offsetlab.bus.runner import ConsumerRunner
-from offsetlab.lab.raw import create_topic, unique
+from offsetlab.lab.raw import create_topic, unique, warmed_consumer
 from offsetlab.lab.timeline import (
     Timeline,
     TimelineRebalanceListener,
@@ -59,7 +59,7 @@ __all__ = [
     "runner_members",
     "produce_with_gap",
     "join_sweep",
-    "warmed_consumer",
+
     "create_topic_for",
     "settled",
 ]
@@ -247,30 +247,6 @@ def _count(timeline: Timeline, lanes: tuple[str, ...]) -> int:
 
 
 # -- the adapter's runner --------------------------------------------------------------------
-def warmed_consumer(topics: tuple[str, ...]) -> Callable[..., KafkaConsumer]:
-    """A consumer factory for the runner: ``KafkaConsumer(**kwargs)``, then fetch the topics'
-    metadata before the runner subscribes.
-
-    Without it, at ``group.initial.rebalance.delay.ms=0`` the first JoinGroup can race
-    kafka-python's first metadata fetch: the leader assigns "no partitions" (log: ``No
-    partition metadata for topic``), every member rejoins when the metadata arrives, and in
-    about one run in four here one member of two ended outside the group for good
-    (kafka-python 3.0.12 on Kafka 4.1.1). The seed's topic existed before its consumers
-    started, so knowing its partitions first is the seed's situation too."""
-
-    def make(**kwargs: Any) -> KafkaConsumer:
-        consumer = KafkaConsumer(**kwargs)
-        try:
-            for topic in topics:
-                consumer.partitions_for_topic(topic)
-        except BaseException:
-            consumer.close(autocommit=False)
-            raise
-        return consumer
-
-    return make
-
-
 def _runner(broker: BrokerHandle, topic: str, group: str, name: str, s: Settings,
             handler: Callable[[Any], object], listeners: list[Any]) -> ConsumerRunner:
     config = RunnerConfig(bootstrap_servers=broker.bootstrap_servers, group_id=group,

@@ -37,8 +37,7 @@ from offsetlab.bus.config import CrashPolicy, RunnerConfig
 from offsetlab.bus.errors import ConfigError
 from offsetlab.bus.lifecycle import LifecycleEvent
 from offsetlab.bus.runner import ConsumerRunner, _reap_io_threads
-from offsetlab.lab.experiments.e01_run_blocking import warmed_consumer
-from offsetlab.lab.raw import create_topic, unique
+from offsetlab.lab.raw import create_topic, unique, warmed_consumer
 from offsetlab.lab.timeline import Timeline, record_consumed, runner_listener
 
 __all__ = ["OPERATIONS", "SCENARIOS", "INVALID_TOPIC", "Attempt", "Matrix", "Settings",

@@ -47,7 +47,7 @@ from offsetlab.brokers import BrokerHandle
 from offsetlab.bus.config import CrashPolicy, RunnerConfig
 from offsetlab.bus.lifecycle import Commit, LifecycleEvent
 from offsetlab.bus.runner import BatchContext, ConsumerRunner
-from offsetlab.lab.raw import create_topic, unique
+from offsetlab.lab.raw import create_topic, unique, warmed_consumer
 from offsetlab.lab.timeline import (
     RecordingProducer,
     Timeline,
@@ -220,30 +220,6 @@ def end_offsets(broker: BrokerHandle, topic: str, partitions: int) -> dict[int, 
     finally:
         consumer.close()
     return {tp.partition: off for tp, off in ends.items()}
-
-
-def warmed_consumer(topics: tuple[str, ...]) -> Callable[..., KafkaConsumer]:
-    """A consumer factory: ``KafkaConsumer(**kwargs)`` that knows ``topics``' partitions
-    before anybody subscribes it.
-
-    Without it the first JoinGroup can race kafka-python's first metadata fetch: the leader
-    assigns nothing (log: ``No partition metadata for topic``) and rejoins when the metadata
-    arrives; here (kafka-python 3.0.12, Kafka 4.1.1, rebalance delay 0) that rejoin sometimes
-    never finished its SyncGroup and the consumer sat unassigned until the session timed out.
-    E01 found the same (``e01_run_blocking.warmed_consumer``). The seed's topics existed
-    before its consumers started, so this is the seed's situation too."""
-
-    def make(**kwargs: Any) -> KafkaConsumer:
-        consumer = KafkaConsumer(**kwargs)
-        try:
-            for topic in topics:
-                consumer.partitions_for_topic(topic)
-        except BaseException:
-            consumer.close(autocommit=False)
-            raise
-        return consumer
-
-    return make
 
 
 def raw_consumer(broker: BrokerHandle, topic: str, group: str, who: str,
