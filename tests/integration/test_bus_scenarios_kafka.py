@@ -15,6 +15,7 @@ from scenarios.backups_scenarios import (
     backups_story,
     scenario_backups_bad_data_dead_letters,
     scenario_backups_dependency_down_pauses_then_recovers,
+    scenario_backups_happy_path,
     scenario_backups_slow_dependency_retried_in_place,
 )
 from scenarios.bus_scenarios import (
@@ -60,10 +61,8 @@ def test_no_retries_means_one_delivery_then_dead_letter(kafka_driver: KafkaDrive
     scenario_exhausted_retries_dead_letter(kafka_driver, strategy)
 
 
-# scenario_backups_happy_path is not run here: its first wait ends when the statuses are
-# final, but a handler saves the status *before* publishing the aggregate's event, so on a
-# real-time bus its next assertion (no pending events) races the handler thread.
 BACKUPS_SCENARIOS = (
+    scenario_backups_happy_path,
     scenario_backups_dependency_down_pauses_then_recovers,
     scenario_backups_bad_data_dead_letters,
     scenario_backups_slow_dependency_retried_in_place,

@@ -77,17 +77,31 @@ def start_broker(kind: str = "auto", *, settings: Mapping[str, Any] | None = Non
         with testcontainers_broker() as handle:
             yield handle
         return
-    impl: Any
-    if kind == "kafka":
-        from .kafka import KafkaBroker
+    impl: Any = None
+    cold = 0.0
+    for attempt in range(3):
+        if kind == "kafka":
+            from .kafka import KafkaBroker
 
-        impl = KafkaBroker(settings, port=port, start_timeout_s=start_timeout_s or 90.0)
-    else:
-        from .tansu import TansuBroker
+            impl = KafkaBroker(settings, port=port, start_timeout_s=start_timeout_s or 90.0)
+        else:
+            from .tansu import TansuBroker
 
-        impl = TansuBroker(port=port, start_timeout_s=start_timeout_s or 30.0)
+            impl = TansuBroker(port=port, start_timeout_s=start_timeout_s or 30.0)
+        try:
+            cold = impl.start()
+            break
+        except PortInUse:
+            impl.close()
+            # random ports can be taken between choosing and binding (two brokers starting
+            # at once); a port the caller chose is an error to report
+            if port is not None or attempt == 2:
+                raise
+            log.warning("a random port was taken while %s started; trying new ports", kind)
+        except BaseException:
+            impl.close()
+            raise
     try:
-        cold = impl.start()
         handle = impl.handle(cold)
         log.info("%s %s ready at %s in %.1f s", kind, handle.version, handle.bootstrap_servers, cold)
         yield handle

@@ -81,7 +81,7 @@ __all__ = [
     "Event", "EventRegistry", "AggregateRoot", "publish_for_aggregate",
     # the interface and its buses
     "EventBus", "Subscription", "SubscriptionSpec", "SubscriptionState", "Activity", "ActivityKind",
-    "InMemoryBus", "ManualClock",
+    "InMemoryBus", "ManualClock", "KafkaBus", "KafkaBusConfig",
     # outcomes, classification, retries, breaker
     "Ok", "Retry", "Reject", "Outcome", "ErrorClassifier", "Classification",
     "Backoff", "RetryStrategy", "InPlaceRetry", "MainTopicRetry", "RetryTopicRetry", "dead_letter_topic",
