@@ -1,4 +1,4 @@
-"""``offsetlab bench``: the bus against raw kafka-python, same broker, same delivery semantics.
+"""Benchmark the bus against raw kafka-python: same broker, same delivery semantics.
 
     offsetlab bench [--messages N] [--repeat R] [--partitions P] [--broker kafka|tansu|...]
                     [--bootstrap-servers HOST:PORT] [--run-id ID]

@@ -1,4 +1,4 @@
-"""``offsetlab chaos``: publish N events through the bus while consumers and the broker die.
+"""Publish N events through the bus while consumers and the broker die; count what was lost.
 
     offsetlab chaos --events N --kills K --broker-restarts R [--seed S] [--workers W]
                     [--partitions P] [--publish-seconds T] [--handle-ms MS]
