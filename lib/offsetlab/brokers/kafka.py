@@ -134,7 +134,7 @@ class KafkaBroker:
             try:
                 out = subprocess.run(
                     [self.java, "-Xmx256m", "-XX:TieredStopAtLevel=1", "-cp", self._classpath(),
-                     "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.properties),
+                     "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(self.properties),
                      "--ignore-formatted"],
                     capture_output=True, text=True, timeout=180,
                 )

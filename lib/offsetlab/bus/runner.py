@@ -160,6 +160,24 @@ def _unstick_join(consumer: Any) -> bool:
     return True
 
 
+def _know_partitions(consumer: Any, topics: tuple[str, ...]) -> None:
+    """Fetch the topics' metadata before subscribing.
+
+    Otherwise kafka-python 3.0.12's first JoinGroup can race its first metadata fetch: the
+    leader assigns no partitions, ``run()`` returns a join with an empty assignment, and the
+    rejoin that follows when the metadata arrives is the one :func:`_unstick_join` has to
+    rescue. Topics that do not exist (yet) are left to the subscription; fakes without the
+    call are left alone."""
+    lookup = getattr(consumer, "partitions_for_topic", None)
+    if lookup is None:
+        return
+    for topic in topics:
+        try:
+            lookup(topic)
+        except Exception:  # an invalid name or an unreachable broker surfaces in the join
+            _log.debug("metadata for %s not fetched before subscribe", topic, exc_info=True)
+
+
 class JoinHandle:
     """Completes once, when the runner's first group join succeeded or failed.
 
@@ -741,6 +759,7 @@ class ConsumerRunner:
         self._emit(Connect(at=time.monotonic(), runner=self.name, incarnation=self._incarnation))
         try:
             self._notes = _Notes(self, self._consumer)
+            _know_partitions(self._consumer, self.config.topics)
             self._subscribed_at = time.monotonic()
             self._consumer.subscribe(topics=list(self.config.topics), listener=self._notes)
             while True:
