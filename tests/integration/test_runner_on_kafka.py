@@ -30,6 +30,7 @@ from offsetlab.bus.lifecycle import (
     Stop,
 )
 from offsetlab.bus.runner import ConsumerRunner
+from offsetlab.lab.raw import warmed_consumer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -111,6 +112,11 @@ def make_runner(runners: list[ConsumerRunner], broker: BrokerHandle, topic: str,
         crash_policy=kw.pop("crash_policy", CrashPolicy(backoff_s=0.2, max_backoff_s=1.0)),
         consumer_settings={"auto_offset_reset": "earliest", "session_timeout_ms": SESSION_TIMEOUT_MS},
     )
+    # The topic's partitions are fetched before subscribing (the seed's topics existed before
+    # its consumers started): without it kafka-python 3.0.12's first JoinGroup can race its
+    # first metadata fetch and the first generation assigns nothing (see the runner's
+    # "Known limitation"); seen in 1 of 2 fresh-clone runs of this file.
+    kw.setdefault("consumer_factory", warmed_consumer((topic,)))
     r = ConsumerRunner(cfg, listeners=[rec], **kw)
     runners.append(r)
     return r

@@ -41,6 +41,15 @@ back), :class:`~offsetlab.bus.lifecycle.Crash` is emitted with the
 :class:`~offsetlab.bus.config.CrashPolicy`'s decision, the consumer is closed, and either a
 new consumer is built after the backoff (restart, KafkaJS's default) or the runner ends in
 ``CRASHED``. A crash before the first group join fails the join handle and never restarts.
+
+Known limitation (kafka-python 3.0.12): when a consumer joins before its first metadata
+fetch has seen the topic, the group leader assigns no partitions and the group rebalances
+again once the metadata arrives; ``run()`` then returns with the first, empty assignment and
+the partitions follow a moment later (a rebalance event). A consumer factory that fetches the
+topics' partitions first (``KafkaConsumer.partitions_for_topic``) avoids it where the topics
+exist before the consumer starts. Doing that inside the runner for every consumer made the
+bus's in-place retry scenarios fail reproducibly here, so it is the caller's choice. A rejoin
+kafka-python abandons is restarted by :func:`_unstick_join`.
 """
 
 from __future__ import annotations
@@ -158,24 +167,6 @@ def _unstick_join(consumer: Any) -> bool:
         _log.debug("could not inspect kafka-python's join state", exc_info=True)
         return False
     return True
-
-
-def _know_partitions(consumer: Any, topics: tuple[str, ...]) -> None:
-    """Fetch the topics' metadata before subscribing.
-
-    Otherwise kafka-python 3.0.12's first JoinGroup can race its first metadata fetch: the
-    leader assigns no partitions, ``run()`` returns a join with an empty assignment, and the
-    rejoin that follows when the metadata arrives is the one :func:`_unstick_join` has to
-    rescue. Topics that do not exist (yet) are left to the subscription; fakes without the
-    call are left alone."""
-    lookup = getattr(consumer, "partitions_for_topic", None)
-    if lookup is None:
-        return
-    for topic in topics:
-        try:
-            lookup(topic)
-        except Exception:  # an invalid name or an unreachable broker surfaces in the join
-            _log.debug("metadata for %s not fetched before subscribe", topic, exc_info=True)
 
 
 class JoinHandle:
@@ -759,7 +750,6 @@ class ConsumerRunner:
         self._emit(Connect(at=time.monotonic(), runner=self.name, incarnation=self._incarnation))
         try:
             self._notes = _Notes(self, self._consumer)
-            _know_partitions(self._consumer, self.config.topics)
             self._subscribed_at = time.monotonic()
             self._consumer.subscribe(topics=list(self.config.topics), listener=self._notes)
             while True:
