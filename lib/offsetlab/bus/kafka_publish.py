@@ -16,6 +16,11 @@ expires in the producer instead of being written minutes later behind the caller
 ``reconnect_backoff_max_ms`` defaults to 1 s (kafka-python: 30 s), so after an outage the
 producers try the broker again within a second instead of failing publishes for up to 30 s.
 
+A publish that timed out replaces the publish producer: after a broker restart,
+kafka-python 3.0.12's idempotent producer sometimes stops completing sends for good (5 of 8
+trials in ``offsetlab chaos``), so every later publish on the same client would time out too.
+The next publish builds a new client.
+
 Happy-path cost is that of raw kafka-python: ``publish`` is ``send().get()``;
 :meth:`Producers.publish_many` sends all then waits all; re-produces are sent without
 waiting and acknowledged together (:meth:`Producers.wait_all`) once per poll batch.
@@ -137,6 +142,18 @@ class Producers:
                 self._producers[kind] = producer
         return producer
 
+    def _discard(self, kind: str, producer: KafkaProducer) -> None:
+        """Drop ``producer`` so the next use builds a new one; close it without waiting
+        (its unacknowledged records were already reported as not written)."""
+        with self._lock:
+            if self._producers.get(kind) is not producer:
+                return
+            del self._producers[kind]
+        try:
+            producer.close(timeout=0)
+        except Exception:  # best effort: the client is being replaced because it is stuck
+            pass
+
     def _error(self, kind: str, topic: str, exc: BaseException, *, sent: str = "") -> PublishError:
         timeout = self.timeouts[kind]
         if isinstance(exc, kafka_errors.KafkaTimeoutError):
@@ -162,6 +179,8 @@ class Producers:
             future = producer.send(topic, value=value, key=key, headers=list(headers))
             meta = future.get(timeout=max(0.0, deadline - time.monotonic()))
         except kafka_errors.KafkaError as exc:
+            if isinstance(exc, kafka_errors.KafkaTimeoutError):
+                self._discard(PUBLISH, producer)
             raise self._error(PUBLISH, topic, exc) from exc
         return Receipt(meta.topic, meta.partition, meta.offset)
 
@@ -188,6 +207,8 @@ class Producers:
             try:
                 meta = future.get(timeout=max(0.0, deadline - time.monotonic()))
             except kafka_errors.KafkaError as exc:
+                if isinstance(exc, kafka_errors.KafkaTimeoutError):
+                    self._discard(PUBLISH, producer)
                 raise self._error(PUBLISH, topic, exc,
                                   sent=f"; record {i} of {len(futures)}, {i} acknowledged") from exc
             receipts.append(Receipt(meta.topic, meta.partition, meta.offset))
