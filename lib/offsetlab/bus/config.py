@@ -18,13 +18,29 @@ from kafka import KafkaConsumer
 
 from offsetlab.bus.errors import ConfigError
 
-__all__ = ["CrashPolicy", "RunnerConfig", "RUNNER_OWNED_KEYS"]
+__all__ = ["CrashPolicy", "RunnerConfig", "RUNNER_OWNED_KEYS", "checked_bootstrap_servers"]
 
 RUNNER_OWNED_KEYS: frozenset[str] = frozenset(
     {"bootstrap_servers", "group_id", "client_id", "enable_auto_commit", "consumer_timeout_ms"}
 )
 """kafka-python keys the runner sets itself; they are not accepted in ``consumer_settings``
 (``enable_auto_commit`` is accepted only as ``False``)."""
+
+
+def checked_bootstrap_servers(servers: Any, owner: str) -> str | tuple[str, ...]:
+    """``'host:port'`` or a non-empty sequence of them (returned as a tuple); else a
+    ``ConfigError`` naming ``owner``'s key. Shared by every config that takes servers."""
+    if isinstance(servers, str):
+        ok = bool(servers.strip())
+    else:
+        servers = tuple(servers)
+        ok = bool(servers) and all(isinstance(s, str) and s.strip() for s in servers)
+    if not ok:
+        raise ConfigError(
+            f"{owner}.bootstrap_servers must be 'host:port' (or several), "
+            f"got {servers!r}; pass e.g. broker.bootstrap_servers"
+        )
+    return servers
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,18 +141,8 @@ class RunnerConfig:
     consumer_settings: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        servers = self.bootstrap_servers
-        if isinstance(servers, str):
-            ok = bool(servers.strip())
-        else:
-            servers = tuple(servers)
-            ok = bool(servers) and all(isinstance(s, str) and s.strip() for s in servers)
-            object.__setattr__(self, "bootstrap_servers", servers)
-        if not ok:
-            raise ConfigError(
-                f"RunnerConfig.bootstrap_servers must be 'host:port' (or several), "
-                f"got {self.bootstrap_servers!r}; pass e.g. broker.bootstrap_servers"
-            )
+        object.__setattr__(self, "bootstrap_servers",
+                           checked_bootstrap_servers(self.bootstrap_servers, "RunnerConfig"))
         if not isinstance(self.group_id, str) or not self.group_id:
             raise ConfigError(
                 f"RunnerConfig.group_id must be a non-empty string, got {self.group_id!r}"

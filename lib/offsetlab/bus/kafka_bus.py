@@ -40,7 +40,12 @@ from typing import Any
 import kafka.errors as kafka_errors
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
-from offsetlab.bus.config import RUNNER_OWNED_KEYS, CrashPolicy, RunnerConfig
+from offsetlab.bus.config import (
+    RUNNER_OWNED_KEYS,
+    CrashPolicy,
+    RunnerConfig,
+    checked_bootstrap_servers,
+)
 from offsetlab.bus.errors import BusStateError, ConfigError
 from offsetlab.bus.events import Event, EventRegistry
 from offsetlab.bus.interface import (
@@ -127,16 +132,8 @@ class KafkaBusConfig:
     name: str = "offsetlab-bus"
 
     def __post_init__(self) -> None:
-        servers = self.bootstrap_servers
-        if isinstance(servers, str):
-            ok = bool(servers.strip())
-        else:
-            servers = tuple(servers)
-            ok = bool(servers) and all(isinstance(s, str) and s.strip() for s in servers)
-            object.__setattr__(self, "bootstrap_servers", servers)
-        if not ok:
-            raise ConfigError(f"KafkaBusConfig.bootstrap_servers={self.bootstrap_servers!r}: give "
-                              "'host:port' (or several); e.g. broker.bootstrap_servers")
+        object.__setattr__(self, "bootstrap_servers",
+                           checked_bootstrap_servers(self.bootstrap_servers, "KafkaBusConfig"))
         for key in ("client_settings", "publish_producer", "reproduce_producer",
                     "consumer_settings"):
             object.__setattr__(self, key, _frozen(key, getattr(self, key)))
