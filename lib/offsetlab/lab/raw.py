@@ -16,6 +16,7 @@ from typing import Any
 from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
+from kafka.structs import TopicPartition
 
 from offsetlab.brokers import BrokerHandle
 
@@ -77,6 +78,31 @@ def produce(broker: BrokerHandle, topic: str, messages: Iterable[tuple[str, str]
     finally:
         producer.close()
     return out
+
+
+def read_topic(broker: BrokerHandle, topic: str, *, timeout_s: float = 20.0) -> list[Any]:
+    """Every record of ``topic`` now, sorted by (partition, offset), read to its end with a
+    group-less consumer (no commits, never creates the topic: a missing topic reads as [])."""
+    consumer = KafkaConsumer(**broker.clients(group_id=None, enable_auto_commit=False,
+                                              allow_auto_create_topics=False))
+    try:
+        consumer.topics()  # fresh metadata: a topic created a moment ago is seen
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < end[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read {topic} to its end within {timeout_s} s")
+            for records in consumer.poll(timeout_ms=200).values():
+                out.extend(records)
+        return sorted(out, key=lambda r: (r.partition, r.offset))
+    finally:
+        consumer.close()
 
 
 def warmed_consumer(topics: Sequence[str]) -> Callable[..., KafkaConsumer]:

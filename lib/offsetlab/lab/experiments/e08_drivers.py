@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from offsetlab.bus.interface import EventBus
 from offsetlab.bus.memory import InMemoryBus, ManualClock
+from offsetlab.lab.raw import read_topic
 
 __all__ = ["Driver", "MemoryDriver", "KafkaDriver"]
 
@@ -108,26 +109,4 @@ class KafkaDriver:
             time.sleep(self.poll_s)
 
     def records(self, topic: str) -> list[Any]:
-        from kafka import KafkaConsumer, TopicPartition
-
-        consumer = KafkaConsumer(**self.broker.clients(group_id=None, enable_auto_commit=False,
-                                                       allow_auto_create_topics=False))
-        try:
-            consumer.topics()
-            partitions = consumer.partitions_for_topic(topic)
-            if not partitions:
-                return []
-            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-            consumer.assign(tps)
-            consumer.seek_to_beginning(*tps)
-            end = consumer.end_offsets(tps)
-            out: list[Any] = []
-            deadline = time.monotonic() + 15
-            while any(consumer.position(tp) < end[tp] for tp in tps):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"E08: could not read {topic} to its end in 15 s")
-                for batch in consumer.poll(timeout_ms=200).values():
-                    out.extend(batch)
-            return sorted(out, key=lambda r: (r.partition, r.offset))
-        finally:
-            consumer.close()
+        return read_topic(self.broker, topic, timeout_s=15)

@@ -47,7 +47,7 @@ from offsetlab.bus.errors import ConfigError
 from offsetlab.bus.events import Event
 from offsetlab.bus.headers import SourceRecord, attempt_of, failure_headers, not_before_of
 from offsetlab.bus.retry import Backoff
-from offsetlab.lab.raw import create_topic, unique
+from offsetlab.lab.raw import create_topic, read_topic, unique
 from offsetlab.lab.timeline import Timeline
 
 log = logging.getLogger(__name__)
@@ -593,28 +593,6 @@ class OutageRun:
                 raise
             self.timeline.record(lane, "processed", key=item.key, detail=detail)
         return process
-
-
-def read_topic(broker: BrokerHandle, topic: str, *, timeout_s: float = 20.0) -> list[Any]:
-    """Every record of ``topic`` now, read with a group-less consumer (no commits)."""
-    consumer = KafkaConsumer(**broker.clients(enable_auto_commit=False))
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        end = consumer.end_offsets(tps)
-        out: list[Any] = []
-        deadline = time.monotonic() + timeout_s
-        while any(consumer.position(tp) < end[tp] for tp in tps):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"could not read {topic} to its end within {timeout_s} s")
-            for records in consumer.poll(timeout_ms=200).values():
-                out.extend(records)
-        return sorted(out, key=lambda r: (r.partition, r.offset))
-    finally:
-        consumer.close()
 
 
 def run_outage(broker: BrokerHandle, pipelines: Sequence[Pipeline], dependency: Dependency,
