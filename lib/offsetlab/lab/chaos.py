@@ -24,7 +24,10 @@ duplicate, never as a loss. An event counts as produced only when a publish call
 it returned; a failed call is retried with a new client (kafka-python 3.0.12's idempotent
 producer can stop completing sends after a broker restart), so an event can be written
 twice: those are counted from the topic itself and reported apart. ``--consumer unsafe``
-(commit before handling) is the negative control: its runs report lost events.
+(commit before handling) is the negative control: its runs report lost events by
+construction, not by timing luck. Each unsafe worker holds its first committed batch
+unhandled; a kill waits (up to ``HOLD_WAIT_S``) for a holding worker and SIGKILLs it, so the
+victim's committed, unhandled records are lost; after the last kill the others are released.
 
 Exit status: 0 nothing lost, 1 something lost (or the run could not be set up), 2 usage
 error, 130 interrupted. Results: ``data/runs/<run-id>/chaos.json`` and the workers' files
@@ -38,6 +41,7 @@ import json
 import logging
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -51,7 +55,7 @@ from typing import IO, Any, Protocol
 
 from offsetlab.bus.errors import ConfigError
 
-from .chaos_worker import CONSUMER_MODES, MODES, ChaosEvent, chaos_registry
+from .chaos_worker import CONSUMER_MODES, MODES, RELEASE, ChaosEvent, chaos_registry
 from .paths import runs_dir
 
 __all__ = ["ChaosConfig", "ChaosResult", "run_chaos", "add_arguments", "main"]
@@ -61,6 +65,9 @@ log = logging.getLogger(__name__)
 BROKER_SETTINGS = {"group.initial.rebalance.delay.ms": 0}
 #: kafka-python's default ``max_poll_records``: the most a worker handles between commits
 POLL_BATCH = 500
+#: unsafe mode: how long a kill waits for a worker to hold a committed, unhandled batch
+HOLD_WAIT_S = 60.0
+_HOLDING = re.compile(r" holding (\d+) committed unhandled")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -178,13 +185,16 @@ class WorkerPool:
         self._env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             p for p in (lib, os.environ.get("PYTHONPATH", "")) if p))
 
-    def spawn(self) -> _Worker:
+    def spawn(self, *, hold: bool = False) -> _Worker:
+        """Start one worker; ``hold`` (unsafe mode): it holds its first committed batch
+        unhandled until :meth:`release` (see ``chaos_worker``)."""
         with self._lock:
             name = f"worker-{len(self.workers) + 1}"
             out, log_path = self.folder / f"{name}.seq", self.folder / f"{name}.log"
+            extra = ["--hold-first-batch"] if hold else []
             with open(log_path, "ab") as log_file:
                 proc = subprocess.Popen(
-                    [*self._argv, "--out", str(out), "--name", f"chaos-{name}"],
+                    [*self._argv, "--out", str(out), "--name", f"chaos-{name}", *extra],
                     stdin=subprocess.PIPE, stdout=log_file, stderr=subprocess.STDOUT,
                     env=self._env)
             worker = _Worker(name, proc, out, log_path, time.monotonic())
@@ -194,6 +204,26 @@ class WorkerPool:
     def alive(self) -> list[_Worker]:
         with self._lock:
             return [w for w in self.workers if w.proc.poll() is None]
+
+    def holding(self) -> list[tuple[_Worker, int]]:
+        """Live workers that hold a committed, unhandled batch now, with its size (from the
+        ``holding N committed unhandled`` line of their log, not yet followed by ``released``)."""
+        found = []
+        for w in self.alive():
+            text = w.log.read_text(errors="replace")
+            m = _HOLDING.search(text)
+            if m and "released" not in text[m.end():]:
+                found.append((w, int(m.group(1))))
+        return found
+
+    def release(self, worker: _Worker) -> None:
+        """Let a holding worker handle its batch (no-op for one that has exited)."""
+        if worker.proc.poll() is None and worker.proc.stdin is not None:
+            try:
+                worker.proc.stdin.write(RELEASE)
+                worker.proc.stdin.flush()
+            except OSError:
+                pass
 
     def kill(self, worker: _Worker) -> None:
         worker.proc.send_signal(signal.SIGKILL)
@@ -502,7 +532,10 @@ def run_chaos(config: ChaosConfig, *, broker: Any = None, out: IO[str] | None = 
                               session_timeout_ms=config.session_timeout_ms,
                               handle_ms=config.handle_ms)
             stack.callback(pool.stop_all, 10.0)
-            first = [pool.spawn() for _ in range(config.workers)]
+            # the negative control holds a committed batch in every worker until a kill picks
+            # one: the victim dies with records committed and unhandled, whatever the timing
+            hold = config.consumer == "unsafe" and config.kills > 0
+            first = [pool.spawn(hold=hold) for _ in range(config.workers)]
             pool.wait_joined(first, timeout_s=90)
             result.timings["workers_joined_s"] = rel()
             say(f"+{rel():.1f}s topic {topic} ({config.partitions} partitions), "
@@ -519,23 +552,56 @@ def run_chaos(config: ChaosConfig, *, broker: Any = None, out: IO[str] | None = 
             start = time.monotonic()
             publisher.give_up_at = start + config.publish_s + config.drain_timeout_s
 
+            def pick_holder() -> tuple[_Worker, int] | None:
+                deadline = time.monotonic() + HOLD_WAIT_S
+                while not abort.is_set() and time.monotonic() < deadline:
+                    if holders := pool.holding():
+                        return rng.choice(holders)
+                    abort.wait(0.05)
+                return None
+
             def killer(at: list[float]) -> None:
-                for moment in at:
+                try:
+                    kill_on_schedule(at)
+                except Exception as exc:  # reported: a run whose kills did not happen says so
+                    result.actions.append({"at_s": rel(), "action": "kill", "error": repr(exc)})
+                    say(f"+{rel():.1f}s killer FAILED: {exc!r}")
+                finally:  # no more kills: the workers that hold a batch may handle it
+                    if hold:
+                        for w in pool.alive():
+                            pool.release(w)
+
+            def kill_on_schedule(at: list[float]) -> None:
+                for i, moment in enumerate(at):
                     if abort.wait(max(0.0, start + moment - time.monotonic())):
                         return
-                    alive = pool.alive()
-                    if not alive:
-                        continue
-                    victim = rng.choice(alive)
+                    held: int | None = None
+                    if hold:
+                        picked = pick_holder()
+                        if picked is None:
+                            result.actions.append({"at_s": rel(), "action": "kill", "error":
+                                                   f"no worker held a committed batch within "
+                                                   f"{HOLD_WAIT_S:.0f} s"})
+                            say(f"+{rel():.1f}s kill skipped: no worker held a committed batch")
+                            continue
+                        victim, held = picked
+                    else:
+                        alive = pool.alive()
+                        if not alive:
+                            continue
+                        victim = rng.choice(alive)
                     pool.kill(victim)
-                    replacement = pool.spawn()
+                    replacement = pool.spawn(hold=hold and i < len(at) - 1)
                     action = {"at_s": rel(), "action": "kill", "worker": victim.name,
                               "pid": victim.proc.pid, "replacement": replacement.name,
                               "events_handled_by_victim": _lines(victim.out)}
+                    if held is not None:
+                        action["committed_unhandled"] = held
                     result.actions.append(action)
                     say(f"+{action['at_s']:.1f}s SIGKILL {victim.name} (pid {victim.proc.pid}, "
-                        f"{action['events_handled_by_victim']} events handled); "
-                        f"started {replacement.name}")
+                        f"{action['events_handled_by_victim']} events handled"
+                        + (f", {held} committed and unhandled" if held is not None else "")
+                        + f"); started {replacement.name}")
 
             def restarter(at: list[float]) -> None:
                 for moment in at:

@@ -21,6 +21,10 @@ Modes:
   synchronously (the baseline the bus is compared with).
 - ``unsafe``: the raw loop with the commit *before* the batch is handled (at-most-once). It
   exists to show that the run detects loss: a kill mid-batch loses the rest of the batch.
+  With ``--hold-first-batch`` the loss does not depend on when the kill lands: after its
+  first commit of a non-empty batch the worker prints ``holding N committed unhandled`` and
+  handles nothing until the orchestrator writes ``release`` to its stdin. The orchestrator
+  kills a worker that is holding, so its N records are committed and never handled.
 
 The worker never outlives the orchestrator: it exits at once when its stdin reaches EOF (the
 orchestrator holds the other end of the pipe, and the kernel closes it when the orchestrator
@@ -94,16 +98,24 @@ class EventLog:
             self._file.close()
 
 
-def _watch_parent(on_orphan: Callable[[], None]) -> None:
-    """Call ``on_orphan`` when stdin hits EOF or the parent process changes."""
+#: what the orchestrator writes to a holding worker's stdin to let it handle its batch
+RELEASE = b"release\n"
+
+
+def _watch_parent(on_orphan: Callable[[], None], released: threading.Event) -> None:
+    """Call ``on_orphan`` when stdin hits EOF or the parent process changes; set ``released``
+    when the orchestrator writes :data:`RELEASE` to stdin."""
     parent = os.getppid()
 
     def stdin_eof() -> None:
         # os.read on the descriptor, not sys.stdin: a daemon thread blocked inside a buffered
         # reader makes the interpreter abort at shutdown (it cannot take the buffer's lock)
+        seen = b""
         try:
-            while os.read(0, 4096):
-                pass
+            while chunk := os.read(0, 4096):
+                seen = (seen + chunk)[-64:]
+                if RELEASE in seen:
+                    released.set()
         except OSError:
             pass
         on_orphan()
@@ -132,12 +144,15 @@ def _work(handle_ms: float) -> None:
         time.sleep(handle_ms / 1000)
 
 
-def consume_raw(args: argparse.Namespace, events: EventLog, stop: threading.Event) -> None:
+def consume_raw(args: argparse.Namespace, events: EventLog, stop: threading.Event,
+                released: threading.Event) -> None:
     """The baseline: kafka-python poll loop, handle the batch, commit it synchronously
-    (``--mode unsafe``: commit first, then handle)."""
+    (``--mode unsafe``: commit first, then handle; with ``--hold-first-batch``, hold the first
+    committed batch until ``released`` is set)."""
     from kafka import KafkaConsumer
 
     commit_first = args.mode == "unsafe"
+    hold = commit_first and args.hold_first_batch
     registry = chaos_registry(args.topic_prefix)
     topic = registry.topic_for(ChaosEvent)
     consumer = KafkaConsumer(
@@ -159,8 +174,13 @@ def consume_raw(args: argparse.Namespace, events: EventLog, stop: threading.Even
                 _say(f"joined {sorted(tp.partition for tp in consumer.assignment())}")
             if not batches:
                 continue
-            if commit_first:
-                _commit(consumer)
+            if commit_first and _commit(consumer) and hold:
+                hold = False
+                n = sum(len(records) for records in batches.values())
+                _say(f"holding {n} committed unhandled")
+                while not released.is_set() and not stop.wait(0.05):
+                    pass
+                _say("released")
             for records in batches.values():
                 for record in records:
                     event = registry.decode(record.value)
@@ -173,13 +193,16 @@ def consume_raw(args: argparse.Namespace, events: EventLog, stop: threading.Even
         consumer.close(autocommit=False)
 
 
-def _commit(consumer: Any) -> None:
+def _commit(consumer: Any) -> bool:
+    """Commit synchronously; False (and a log line) when the commit failed."""
     import kafka.errors as kafka_errors
 
     try:
         consumer.commit(timeout_ms=15_000)
     except kafka_errors.KafkaError as exc:  # the group moved on / broker away: redelivered
         _say(f"commit failed ({type(exc).__name__}: {exc}); records will be redelivered")
+        return False
+    return True
 
 
 def consume_bus(args: argparse.Namespace, events: EventLog, stop: threading.Event) -> None:
@@ -222,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--session-timeout-ms", type=int, default=6000)
     p.add_argument("--handle-ms", type=float, default=0.0,
                    help="simulated work per event before it is recorded (ms)")
+    p.add_argument("--hold-first-batch", action="store_true",
+                   help="unsafe mode: hold the first committed batch until 'release' on stdin")
     p.add_argument("--name", default=f"chaos-worker-{os.getpid()}")
     return p
 
@@ -230,14 +255,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    _watch_parent(_orphaned)
+    released = threading.Event()
+    _watch_parent(_orphaned, released)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     events = EventLog(args.out)
     _say(f"started pid={os.getpid()} mode={args.mode} group={args.group}")
     try:
-        (consume_bus if args.mode == "bus" else consume_raw)(args, events, stop)
+        if args.mode == "bus":
+            consume_bus(args, events, stop)
+        else:
+            consume_raw(args, events, stop, released)
     finally:
         events.close()
         _say(f"stopped after {events.count} events")
