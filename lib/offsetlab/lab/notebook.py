@@ -29,6 +29,23 @@ from .paths import output_dir
 log = logging.getLogger(__name__)
 
 
+def inline_figures() -> bool:
+    """Make a cell that returns a matplotlib ``Figure`` show it as a PNG (in JupyterLab, in
+    papermill's executed notebooks and so in the report). IPython registers the PNG formatter
+    for ``Figure`` only when the inline backend is loaded, which importing pyplot does in a
+    kernel; our plots build ``Figure`` objects without pyplot, so without this a returned
+    figure renders as ``<Figure size ...>`` text. False outside an IPython kernel."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "kernel"):
+        return False
+    shell.run_line_magic("matplotlib", "inline")
+    return True
+
+
 class NotebookSession:
     """One notebook run: the shared broker, dedicated brokers, outputs and findings."""
 
@@ -52,6 +69,7 @@ class NotebookSession:
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         self._closed = False
         atexit.register(self.close)
+        inline_figures()
         t0 = time.monotonic()
         self.broker: BrokerHandle = self._stack.enter_context(
             start_broker("external", bootstrap_servers=bootstrap_servers) if bootstrap_servers
