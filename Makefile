@@ -34,12 +34,16 @@ nbval: setup
 	$(BIN)/pytest $(NBVAL_OPTS) notebooks -q
 
 # Everything: lint, unit + integration tests, then nbval over every notebook (each starts its
-# own broker). pytest's exit 5 (nothing collected) counts as a failure here: a test command
-# that runs nothing must not pass.
+# own broker). Both run $(JOBS) pytest-xdist workers, a whole file per worker (--dist loadfile:
+# a notebook's cells stay in order on one kernel; each worker starts its own session broker).
+# pytest's exit 5 (nothing collected) counts as a failure here: a test command that runs
+# nothing must not pass.
+JOBS ?= 2
+XDIST := -n $(JOBS) --dist loadfile
 test: setup
 	$(BIN)/ruff check lib tests
-	$(BIN)/pytest tests -q --durations=10
-	$(BIN)/pytest $(NBVAL_OPTS) notebooks -q
+	$(BIN)/pytest tests -q --durations=10 $(XDIST)
+	$(BIN)/pytest $(NBVAL_OPTS) notebooks -q $(XDIST)
 
 # The main job: every notebook headless through papermill (broker auto) into data/runs/<run-id>/
 run: setup
