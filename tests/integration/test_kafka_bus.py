@@ -212,6 +212,8 @@ def test_poison_message_dead_lettered_with_provenance_and_later_messages_continu
     assert len({r.partition for r in receipts}) == 1
     dlt = dead_letter_topic(bus.registry.topic_for(Job))
     wait_until(lambda: handler.seen.count(4) == 1, "the message after the poison one")
+    # the batch's later messages are handled before the dead letter's send is acknowledged
+    wait_until(lambda: len(read_topic(servers, dlt)) == 1, "the dead letter on its topic")
     [dead] = read_topic(servers, dlt)
     prov = parse_provenance(dead.headers)
     poison = receipts[1]

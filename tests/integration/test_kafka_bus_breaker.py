@@ -28,9 +28,12 @@ from test_kafka_bus import Job, read_topic, wait_until
 
 pytestmark = pytest.mark.integration
 
-SHORT_SESSION = {"session_timeout_ms": 3000, "heartbeat_interval_ms": 1000,
-                 "max_poll_interval_ms": 5000}
-OUTAGE_S = 8.0  # longer than the session timeout and the max poll interval
+# 12 heartbeats per session timeout: a member is dropped only if its heartbeat thread misses
+# 5.5 s in a row, which a loaded 2-core machine does not do; the outage is still longer than
+# both timeouts, so a member that stopped polling or heartbeating would be removed
+SHORT_SESSION = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500,
+                 "max_poll_interval_ms": 7000}
+OUTAGE_S = 10.0  # longer than the session timeout and the max poll interval
 
 
 class Dependency:

@@ -20,7 +20,10 @@ from test_kafka_bus import Job, read_topic
 pytestmark = pytest.mark.integration
 
 TIMEOUT_S = 3.0
-SLACK_S = 2.0  # scheduling on a shared 2-core machine; the bound is still ~timeout
+#: what the bound separates: the configured timeout (3 s) from kafka-python's defaults
+#: (30 s request timeout, 60 s max block); 3x the timeout leaves 6 s for scheduling and the
+#: client's close on a loaded 2-core machine and still fails at any default
+BOUND_S = 3 * TIMEOUT_S
 
 
 class Order(AggregateRoot):
@@ -62,7 +65,7 @@ def test_publish_with_broker_down_fails_within_timeout_and_event_stays_on_aggreg
             with pytest.raises(AggregatePublishError) as caught:
                 bus.publish_for_aggregate(order)
             elapsed = time.monotonic() - started
-            assert elapsed < TIMEOUT_S + SLACK_S, f"took {elapsed:.1f}s for a {TIMEOUT_S}s timeout"
+            assert elapsed < BOUND_S, f"took {elapsed:.1f}s for a {TIMEOUT_S}s timeout"
             assert order.pending_events == pending, "both events stay on the aggregate, in order"
             assert caught.value.unpublished == pending and caught.value.published == ()
             cause = caught.value.__cause__
@@ -103,7 +106,7 @@ def test_publish_to_an_address_nobody_answers_names_it_within_timeout(unique: st
         with pytest.raises(PublishError) as caught:
             bus.publish(event)
         elapsed = time.monotonic() - started
-        assert elapsed < TIMEOUT_S + SLACK_S, f"took {elapsed:.1f}s for a {TIMEOUT_S}s timeout"
+        assert elapsed < BOUND_S, f"took {elapsed:.1f}s for a {TIMEOUT_S}s timeout"
         assert servers in str(caught.value) and str(round(TIMEOUT_S * 1000)) in str(caught.value)
     finally:
         bus.close(timeout_s=5)

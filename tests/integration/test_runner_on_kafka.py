@@ -258,7 +258,9 @@ def test_pause_survives_a_rebalance(
                     handler=lambda m: got["b"].append((m.partition, m.offset)))
     b.run(timeout=60)
     wait_for(lambda: len(a.assignment()) == 1 and len(b.assignment()) == 1, 60, "split")
-    assert any(e.kind.value == "pause" and e.reapplied for e in rec_a.events)
+    # the runner stores the new assignment just before it re-applies the pause and says so
+    wait_for(lambda: any(e.kind.value == "pause" and e.reapplied for e in rec_a.events), 10,
+             "the pause re-applied after the rebalance")
     produce(kafka_broker.bootstrap_servers, topic, [b"x"], partition=0)
     produce(kafka_broker.bootstrap_servers, topic, [b"y"], partition=1)
     b_part = next(iter(b.assignment())).partition

@@ -118,12 +118,13 @@ def test_run_returns_only_after_assignment(cluster: FakeCluster, runners: list[C
 
 
 def test_start_returns_at_once_and_handle_completes(cluster: FakeCluster, runners: list[ConsumerRunner]) -> None:
-    cluster.assign_after_polls = 30
+    cluster.assign_after_polls = 10**9  # no assignment until the test lets it happen
     rec = Recorder()
     r = make(runners, cluster, rec, handler=lambda rec_: None)
     handle = r.start()
     assert r.start() is handle  # idempotent
-    assert not handle.done()  # 30 polls of >= 5 ms have not happened yet
+    assert not handle.done()  # the fake cannot have assigned anything yet
+    cluster.assign_after_polls = 1
     join = handle.wait(10)
     assert handle.done() and handle.completed_at is not None and handle.completed_at >= join.at
 

@@ -374,6 +374,10 @@ class RawRetryTopicPipeline:
 
     def start(self, process: ProcessFn, on_dead_letter: DeadLetterFn) -> None:
         self._producer = KafkaProducer(**self.broker.clients())
+        # fetch the copies' topics' metadata now: a first send() otherwise waits for it
+        # before stamping the record, eating into the not-before delay the copy carries
+        for topic in (self.retry_topic, self.dead_letter_topic):
+            self._producer.partitions_for(topic)
 
         def attempt_once(record: Any, item: WorkItem, attempt: int) -> None:
             """Process; on a failure make the next retry copy, or the dead letter."""
