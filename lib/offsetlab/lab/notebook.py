@@ -106,11 +106,41 @@ class NotebookSession:
             yield broker
 
     # -- results -------------------------------------------------------------------------
-    def finding(self, name: str, value: Any) -> None:
-        """Print and save one deterministic finding (bool, count, sorted list, class name)."""
+    def finding(self, name: str, value: Any, *, rule: str | None = None,
+                measured: Any = None) -> None:
+        """Print and save one deterministic finding (bool, count, sorted list, class name).
+
+        The printed line is ``name: value`` and nothing else (nbval compares it);
+        ``findings.json`` holds ``{name: value}`` in the order the findings were made. For a
+        threshold comparison, ``rule`` says what was compared (``"join_s >= 2 x 3 s"``) and
+        ``measured`` holds the measured number(s) it was decided on (a number, a list, or a
+        dict such as ``{"values": [...]}`` or ``{"retry topic": 0.9, "main topic": 0.4}``):
+        both go to ``findings_detail.json`` (``{name: {"rule": ..., "measured": ...}}``) for
+        the report, never to the notebook's output."""
+        from .answers import jsonable
+
         self.findings[name] = value
         print(f"{name}: {value}")
-        self._save("findings.json", self.findings)
+        (self.out / "findings.json").write_text(json.dumps(jsonable(self.findings), indent=2) + "\n")
+        details: dict[str, Any] = self.__dict__.setdefault("finding_details", {})
+        if rule is None and measured is None and name not in details:
+            return
+        if rule is None and measured is None:
+            del details[name]
+        else:
+            details[name] = {"rule": rule, "measured": jsonable(measured)}
+        (self.out / "findings_detail.json").write_text(json.dumps(details, indent=2) + "\n")
+
+    def answer(self, stem: str | None = None) -> None:
+        """Answer the seed's question of this notebook (``stem``: another notebook's) from
+        :attr:`findings` (:mod:`offsetlab.lab.answers`): print ``answer: <text>`` and save
+        ``answer.json`` (``{"question", "answer", "rests_on": {name: value}}``) beside
+        ``findings.json``. Returns None, so that the cell shows the printed line only."""
+        from .answers import answer_for
+
+        found = answer_for(stem or self.name, self.findings)
+        print(f"answer: {found.answer}")
+        (self.out / "answer.json").write_text(json.dumps(found.to_json(), indent=2) + "\n")
 
     def measure(self, name: str, value: Any) -> Any:
         """Save one measured number (times, ratios): shown only in cells nbval ignores."""

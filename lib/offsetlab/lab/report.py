@@ -4,17 +4,25 @@ For every notebook of the run, taken from the executed notebook (nothing is rety
 
 - its **question**: the first markdown cell (papermill's error banners skipped), its first
   heading as the section title;
-- its **findings**: the text output of the cell tagged ``findings``;
+- its **findings**: ``<notebook>/findings.json`` as a table, with the rule (threshold) and
+  measured value of each from ``findings_detail.json``; without findings.json, the text output
+  of the cells tagged ``findings``;
+- its **answer** to the seed's question (``<notebook>/answer.json``, chosen from the findings
+  by :mod:`offsetlab.lab.answers` in the notebook): the table at the top of the page;
 - its **main plot**: the ``image/png`` output of the cell tagged ``main-plot``, else the first
   PNG of the notebook, inlined as base64;
 - its **parameters** (``metadata.papermill.parameters``), status, duration and error (from
   ``run.json``, else papermill's metadata), and the measurements it saved
   (``<notebook>/measurements.json``: times that vary between runs, kept out of findings);
+- links to its executed notebook and its data files (``.csv``/``.json``/``.png`` of
+  ``<notebook>/``), relative to the run folder;
 
 and for the run: profile, broker kind and version, offsetlab, kafka-python and Python
-versions. CSS is inlined and no file outside the page is referenced, so it can be mailed or
-attached to CI as is. Notebooks that never ran (skipped, interrupted before their output was
-written) still get a section with their question, read from the source notebook.
+versions, an Environment table (run.json's ``environment``) and, when notebook 09 wrote one,
+the three-client conformance matrix (:func:`report_parts.conformance_matrix`). CSS and plots are inlined, so
+the page reads on its own (mailed, attached to CI); the file links work beside the run
+folder. Notebooks that never ran (skipped, interrupted before their output was written) still
+get a section with their question, read from the source notebook.
 """
 
 from __future__ import annotations
@@ -28,6 +36,17 @@ from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
+
+from .answers import QUESTIONS, experiment_label
+from .report_parts import (
+    answers_table,
+    conformance_matrix,
+    environment_table,
+    file_links,
+    findings_table,
+    read_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +92,10 @@ def _output_text(outputs: Iterable[Mapping[str, Any]]) -> str:
 
 
 def _findings(nb: Any) -> str | None:
-    """Text output of the cell tagged ``findings`` (None: no such cell or it did not run)."""
-    for cell in nb.get("cells", []):
-        if cell.get("cell_type") == "code" and "findings" in _tags(cell):
-            text = _output_text(cell.get("outputs", []))
-            return text or None
-    return None
+    """Text output of the cells tagged ``findings`` (None: no such cell or none ran)."""
+    texts = [_output_text(cell.get("outputs", [])) for cell in nb.get("cells", [])
+             if cell.get("cell_type") == "code" and "findings" in _tags(cell)]
+    return "\n".join(t for t in texts if t) or None
 
 
 def _png(cell: Mapping[str, Any]) -> str | None:
@@ -123,13 +140,9 @@ def notebook_summary(run_dir: Path, entry: Mapping[str, Any]) -> dict[str, Any]:
     pm = dict(nb.metadata.get("papermill", {})) if nb is not None else {}
     status = entry.get("status") or ("failed" if pm.get("exception") else
                                      "passed" if nb is not None else "unknown")
-    measurements: dict[str, Any] = {}
-    mpath = run_dir / name / "measurements.json"
-    if mpath.is_file():
-        try:
-            measurements = json.loads(mpath.read_text())
-        except ValueError:
-            log.warning("unreadable %s", mpath)
+    findings = read_json(run_dir / name / "findings.json")
+    seed = QUESTIONS.get(name)
+    answer = read_json(run_dir / name / "answer.json")
     return {
         "name": name,
         "title": title or name,
@@ -137,12 +150,18 @@ def notebook_summary(run_dir: Path, entry: Mapping[str, Any]) -> dict[str, Any]:
         "executed": nb is not None,
         "output": executed.name if nb is not None else None,
         "findings": _findings(nb) if nb is not None else None,
+        "findings_json": findings if isinstance(findings, dict) else None,
+        "findings_detail": read_json(run_dir / name / "findings_detail.json"),
+        "answer": answer if isinstance(answer, dict) else None,
+        "seed_question": seed.question if seed else None,
+        "experiment": experiment_label(name),
+        "files": file_links(run_dir, name, executed.name if nb is not None else None),
         "plot": _main_plot(nb) if nb is not None else None,
         "parameters": pm.get("parameters", entry.get("parameters") or {}),
         "status": status,
         "duration_s": entry.get("duration_s", pm.get("duration")),
         "error": entry.get("error"),
-        "measurements": measurements,
+        "measurements": read_json(run_dir / name / "measurements.json") or {},
     }
 
 
@@ -184,8 +203,9 @@ def _section(s: Mapping[str, Any]) -> str:
              f'<h2>{_inline(s["title"])} {_status(s["status"])}</h2>',
              f'<p class="meta"><code>{html.escape(s["name"])}</code> &middot; '
              f'{_duration(s["duration_s"])}'
-             + (f' &middot; executed notebook <code>{html.escape(s["output"])}</code>'
-                if s["output"] else " &middot; not executed") + "</p>"]
+             + (f' &middot; executed notebook <a href="{quote(s["output"])}"><code>'
+                f'{html.escape(s["output"])}</code></a>' if s["output"] else " &middot; not executed")
+             + "</p>"]
     if s["error"]:
         err = s["error"]
         cell = f" (cell {err['cell']})" if err.get("cell") is not None else ""
@@ -200,9 +220,14 @@ def _section(s: Mapping[str, Any]) -> str:
     else:
         parts.append('<p class="none">(the title above is all the first markdown cell says)</p>')
     parts.append("<h3>Findings</h3>")
-    parts.append(f'<pre class="findings">{html.escape(s["findings"])}</pre>' if s["findings"]
-                 else '<p class="none">no findings output (no cell tagged <code>findings</code>, '
-                      'or it did not run)</p>')
+    if s["findings_json"] is not None:
+        parts.append(findings_table(s["findings_json"], s["findings_detail"]))
+    elif s["findings"]:
+        parts.append('<p class="meta">no findings.json: the findings cells\' output</p>'
+                     f'<pre class="findings">{html.escape(s["findings"])}</pre>')
+    else:
+        parts.append('<p class="none">no findings output (no cell tagged <code>findings</code>, '
+                     'or it did not run)</p>')
     parts.append("<h3>Main plot</h3>")
     parts.append(f'<img class="plot" alt="main plot of {html.escape(s["name"])}" '
                  f'src="data:image/png;base64,{s["plot"]}">' if s["plot"]
@@ -212,6 +237,8 @@ def _section(s: Mapping[str, Any]) -> str:
     if s["measurements"]:
         parts.append("<h3>Measured (varies between runs)</h3>")
         parts.append(_table(s["measurements"], "measure"))
+    parts.append("<h3>Files</h3>")
+    parts.append(s["files"])
     parts.append("</section>")
     return "\n".join(parts)
 
@@ -260,10 +287,16 @@ def render_report(run_dir: str | Path) -> str:
         f'<tr><td><a href="#{html.escape(s["name"])}">{_inline(s["title"])}</a></td>'
         f'<td>{_status(s["status"])}</td><td>{_duration(s["duration_s"])}</td></tr>'
         for s in summaries) + "</table>"
+    answers = answers_table([
+        {"name": s["name"], "experiment": s["experiment"], "answer": s["answer"],
+         "question": (s["answer"] or {}).get("question") or s["seed_question"]}
+        for s in summaries if s["seed_question"] or s["answer"]])
     template = string.Template(resources.files(__package__).joinpath("report.html").read_text())
     css = resources.files(__package__).joinpath("report.css").read_text()
     return template.substitute(title=html.escape(f"offsetlab run {run.get('run_id', run_dir.name)}"),
-                               css=css, header=header, toc=toc,
+                               css=css, header=header, toc=toc, answers=answers,
+                               conformance=conformance_matrix(run_dir),
+                               environment=environment_table(run),
                                sections="\n".join(_section(s) for s in summaries))
 
 

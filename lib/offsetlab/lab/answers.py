@@ -1,0 +1,431 @@
+"""The seed's questions and the answers the findings give: one line per experiment.
+
+Each experiment (notebook stem) has a :class:`Question`: the seed's question in one line, the
+names of the findings the answer rests on, and a small pure function from the findings dict
+to a sentence. The sentence is a head clause and at most a few qualifying clauses, each picked
+from a few worded outcomes by one or two findings; a value may be quoted (``lost [2]``), never
+typed. The wording says what the findings *can* say, whatever they say in a given run.
+
+A finding the answer needs that a run did not record (a skipped part, a Tansu run) gives
+``not measured in this run: "<finding>" missing`` for the clause that needs it (for the whole
+answer when the head clause does), never an exception.
+
+A name in ``rests_on`` may hold ``{}`` where the notebook's f-string puts a parameter (E03's
+``keys over {} partitions: ...``): it stands for the one finding that matches.
+
+``NotebookSession.answer()`` prints ``answer: <text>`` and writes ``answer.json``
+(:meth:`Answer.to_json`); the report shows it at the top. ``tests/unit/test_answers.py`` holds
+every outcome, and checks that each name below is one a notebook's findings cell records.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["QUESTIONS", "Answer", "Question", "answer_for", "experiment_label", "jsonable",
+           "question_for"]
+
+
+class Missing(LookupError):
+    """A finding an answer needs was not recorded in this run."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def _pattern(name: str) -> re.Pattern[str]:
+    return re.compile(".+?".join(re.escape(part) for part in name.split("{}")) + r"\Z")
+
+
+class Findings:
+    """Read access to one notebook's findings that raises :class:`Missing`, not KeyError."""
+
+    def __init__(self, findings: Mapping[str, Any]) -> None:
+        self._f = dict(findings)
+
+    def resolve(self, name: str) -> str:
+        """The recorded name ``name`` stands for (itself, or the match of a ``{}`` pattern)."""
+        if "{}" not in name:
+            if name not in self._f:
+                raise Missing(name)
+            return name
+        hits = [k for k in self._f if _pattern(name).match(k)]
+        if not hits:
+            raise Missing(name)
+        return hits[0]
+
+    def __getitem__(self, name: str) -> Any:
+        return self._f[self.resolve(name)]
+
+    def true(self, name: str) -> bool:
+        """A boolean finding (also as read back from JSON, where it may be ``"True"``)."""
+        value = self[name]
+        return value == "True" if isinstance(value, str) else bool(value)
+
+
+@dataclass(frozen=True)
+class Question:
+    stem: str
+    question: str
+    rests_on: tuple[str, ...]
+    decide: Callable[[Findings], str]
+
+    @property
+    def experiment(self) -> str:
+        return experiment_label(self.stem)
+
+
+def experiment_label(stem: str) -> str:
+    """``01_run_blocking`` -> ``E01`` (the catalogue's name); a stem without a number as is."""
+    m = re.match(r"(\d+)_", stem)
+    return f"E{int(m.group(1)):02d}" if m else stem
+
+
+@dataclass(frozen=True)
+class Answer:
+    question: str
+    answer: str
+    rests_on: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"question": self.question, "answer": self.answer, "rests_on": self.rests_on}
+
+
+def not_measured(name: str) -> str:
+    return f'not measured in this run: "{name}" missing'
+
+
+def _clause(f: Findings, topic: str, decide: Callable[[Findings], str]) -> str:
+    """A qualifying clause; when its finding is missing it says so (under ``topic``)."""
+    try:
+        return decide(f)
+    except Missing as m:
+        return f"{topic}: {not_measured(m.name)}"
+
+
+def _join(head: str, *clauses: str) -> str:
+    return "; ".join((head, *clauses))
+
+
+def _cell(row: str, op: str) -> str:
+    """One operation's cell of an E02 matrix row (``op: result | op: result``)."""
+    for part in str(row).split(" | "):
+        key, _, result = part.partition(": ")
+        if key == op:
+            return result
+    return "-"
+
+
+def _nonzero(counts: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in dict(counts).items() if v}
+
+
+# -- E01 ------------------------------------------------------------------------------------
+E01_AWAITED = "runner: the awaited run() returned after its group join"
+E01_START = "runner: start() returned before the group join"
+E01_CONSUMED = "runner: every message consumed exactly once"
+E01_KILLED = "after a killed member: the new member waited >= half its session timeout"
+E01_KILLED_BOUND = "after a killed member: it waited less than session timeout + 3 s"
+
+
+def _e01_killed(f: Findings) -> str:
+    if not f.true(E01_KILLED):
+        return "a killed member did not hold the next join for half its session timeout"
+    if f.true(E01_KILLED_BOUND):
+        return ("a join right after a killed member waits until that member's session times out "
+                "(where the seed's 21 s went)")
+    return "a join right after a killed member waited longer than its session timeout + 3 s"
+
+
+def _e01(f: Findings) -> str:
+    if not f.true(E01_AWAITED):
+        head = "the awaited run() returned before its group join completed: it does not wait for it"
+    elif f.true(E01_START):
+        head = "run() returns once the group join completed, start() at once"
+    else:
+        head = "run() returns once the group join completed, but start() did not return before it"
+    return _join(
+        head,
+        _clause(f, "consumption", lambda f: "consumption goes on in the background, every message "
+                "once" if f.true(E01_CONSUMED) else "not every message was consumed exactly once"),
+        _clause(f, "the 21 s", _e01_killed))
+
+
+# -- E02 ------------------------------------------------------------------------------------
+E02_SUCCESS = "runner / success"
+E02_INVALID = "runner / invalid topic name"
+E02_EVENTS = "runner events / handler raises"
+E02_RAW_COMMIT = "kafka-python / handler raises / notes"
+
+
+def _e02_events(f: Findings) -> str:
+    events = list(f[E02_EVENTS])
+    if "crash" not in events:
+        return "a raising handler produced no crash event"
+    if "group_join" in events[events.index("crash"):]:
+        return ("after the join, errors surface as lifecycle events: a raising handler is a "
+                "crash event, then a restart and a new join")
+    return "after the join, a raising handler is a crash event, with no restart"
+
+
+def _e02(f: Findings) -> str:
+    success, invalid = _cell(f[E02_SUCCESS], "start/run"), _cell(f[E02_INVALID], "start/run")
+    if not success.startswith("returns GroupJoin"):
+        head = f"run() did not return the group join on success (start/run: {success})"
+    elif invalid.startswith("raises JoinFailed"):
+        head = ("run() returns the group join or raises JoinFailed when it cannot join, like "
+                "KafkaJS's await run()")
+    else:
+        head = (f"run() returns the group join, but an invalid topic name did not make it raise "
+                f"JoinFailed (start/run: {invalid})")
+    return _join(
+        head, _clause(f, "events", _e02_events),
+        _clause(f, "raw kafka-python", lambda f: "with raw kafka-python a commit() after a handler "
+                "raised moves the position past the failed record"
+                if "past the failed record: True" in str(f[E02_RAW_COMMIT])
+                else "with raw kafka-python a commit() after a handler raised did not move past "
+                     "the failed record"))
+
+
+# -- E03 ------------------------------------------------------------------------------------
+E03_PAST_LOST = "raw, commit past the failure: messages lost > 0"
+E03_RUNNER_LOST = "runner, seed's handler: lost"
+E03_STALLED = "keys over {} partitions: stalled partitions"
+
+
+def _e03_stalled(f: Findings) -> str:
+    n = int(f[E03_STALLED])
+    if n == 1:
+        return "a message that keeps failing stalls only its own partition"
+    if n == 0:
+        return "a message that keeps failing stalled no partition"
+    return f"a message that keeps failing stalled {n} partitions"
+
+
+def _e03(f: Findings) -> str:
+    head = ("no: a group commits one position per partition, and committing past the failed "
+            "message lost it" if f.true(E03_PAST_LOST)
+            else "committing past the failed message lost nothing in this run")
+    return _join(
+        head,
+        _clause(f, "the runner", lambda f: "the runner (contiguous commit, seek back to the "
+                "failure) lost nothing with the seed's handler" if not f[E03_RUNNER_LOST]
+                else f"the runner lost {f[E03_RUNNER_LOST]} with the seed's handler"),
+        _clause(f, "a failing key", _e03_stalled))
+
+
+# -- E04 ------------------------------------------------------------------------------------
+E04_SKIP = "skipping a failure loses it, whatever is committed"
+E04_OFFSET = "commit offset: the restart starts at the last message processed before it"
+E04_OFFSET1 = "commit offset+1: the restart re-reads nothing it had processed"
+E04_RUNNER = "runner: lost == 0 and processed twice == 0"
+
+
+def _e04_off_by_one(f: Findings) -> str:
+    offset, offset1 = f.true(E04_OFFSET), f.true(E04_OFFSET1)
+    if offset and offset1:
+        return ("committing offset re-processes the last message on every restart, "
+                "offset + 1 re-reads nothing")
+    if offset:
+        return "committing offset re-processes the last message on restart, and offset + 1 " \
+               "re-read some too"
+    if offset1:
+        return ("offset + 1 re-reads nothing, and committing offset did not restart at the last "
+                "message processed")
+    return "neither offset nor offset + 1 restarted where expected"
+
+
+def _e04(f: Findings) -> str:
+    head = ("a message skipped after a failure is lost whether offset or offset + 1 is committed"
+            if f.true(E04_SKIP) else "skipping a failure did not lose it in every commit mode")
+    return _join(
+        head, _clause(f, "the off-by-one", _e04_off_by_one),
+        _clause(f, "the runner", lambda f: "the runner (offset + 1 of what is done, stop at the "
+                "failure) lost and repeated nothing" if f.true(E04_RUNNER)
+                else "the runner lost or repeated a message"))
+
+
+# -- E05 ------------------------------------------------------------------------------------
+E05_TRANSIENT = "bus transient: [lost, duplicated, dead-lettered]"
+E05_POISON = "raw poison: dead-lettered"
+E05_ORDER = "raw transient: processing order"
+E05_CRASH_OFFSET = "raw crash, offset: [lost, duplicated]"
+E05_THROUGHPUT = "outage: healthy throughput during it, retry topic / main topic >= 1.5"
+
+
+def _e05(f: Findings) -> str:
+    lost, duplicated, _ = f[E05_TRANSIENT]
+    if lost or duplicated:
+        head = (f"no: re-producing a failed message to the main topic lost {list(lost)} and "
+                f"processed twice {list(duplicated)}")
+    else:
+        head = "yes: re-producing a failed message and committing offset + 1 loses nothing"
+    return _join(
+        head,
+        _clause(f, "poison", lambda f: "a poison message is dead-lettered"
+                if f[E05_POISON] else "a poison message was not dead-lettered"),
+        _clause(f, "order", lambda f: "the copy is processed after later messages (order is lost)"
+                if list(f[E05_ORDER]) != sorted(f[E05_ORDER])
+                else "the retried message kept its place in the order"),
+        _clause(f, "crash path", lambda f: "on a crash, committing offset instead re-processes "
+                "a record" if f[E05_CRASH_OFFSET][1]
+                else "on a crash, committing offset re-processed nothing"),
+        _clause(f, "outage", lambda f: "in an outage it holds healthy keys back (a retry "
+                "topic kept >= 1.5x their throughput)" if f.true(E05_THROUGHPUT)
+                else "in an outage a retry topic did not keep healthy keys 1.5x faster"))
+
+
+# -- E06 ------------------------------------------------------------------------------------
+E06_THROUGHPUT = "outage: healthy throughput during it, retry topic / main topic >= 1.5"
+E06_LOST = "outage: lost per pipeline"
+E06_RAW_FAILED = "outage: raw retriers' retries that failed during the outage [process, move-back]"
+E06_BUS_FAILED = "outage: bus-retry-topic retries that failed during the outage >= 1"
+E06_ORDER = "outage: retry topics processed some key out of order [raw, bus]"
+
+
+def _e06_retries(f: Findings) -> str:
+    raw = [int(n) for n in f[E06_RAW_FAILED]]
+    if any(raw):
+        return f"even the retrier that waits spent retries on the outage {raw}"
+    if f.true(E06_BUS_FAILED):
+        return ("a retrier that waits for the dependency spent no retry on the outage, while the "
+                "bus's clock-driven retries did")
+    return "neither the waiting retrier nor the bus spent a retry on the outage"
+
+
+def _e06(f: Findings) -> str:
+    head = ("yes: with a retry topic healthy keys kept >= 1.5x the main topic's throughput during "
+            "the outage" if f.true(E06_THROUGHPUT) else "a retry topic did not keep healthy keys "
+            ">= 1.5x the main topic's throughput during the outage")
+    return _join(
+        head,
+        _clause(f, "loss", lambda f: "no pipeline lost an item" if not _nonzero(f[E06_LOST])
+                else f"items were lost {_nonzero(f[E06_LOST])}"),
+        _clause(f, "retries", _e06_retries),
+        _clause(f, "order", lambda f: "the price: a key's later messages overtake its retried ones"
+                if any(f[E06_ORDER]) else "per-key order was kept"))
+
+
+# -- E07 ------------------------------------------------------------------------------------
+E07_PAUSERS = ("raw-pause", "bus-depends-on")
+E07_OUTLASTED = "{}: pause outlasted session timeout and max poll interval"
+E07_REBALANCED = "{}: rebalances during the outage >= 1"
+E07_SLEEP_REBALANCED = "raw-sleep: rebalances during the outage >= 1"
+E07_SLEEP_TWICE = "raw-sleep: messages processed twice >= 1"
+
+
+def _e07_sleep(f: Findings) -> str:
+    if not f.true(E07_SLEEP_REBALANCED):
+        return "sleeping in the handler did not cost a rebalance in this run"
+    if f.true(E07_SLEEP_TWICE):
+        return "sleeping in the handler instead lost the group: a rebalance, messages processed twice"
+    return "sleeping in the handler instead cost a rebalance, nothing processed twice"
+
+
+def _e07(f: Findings) -> str:
+    short = [p for p in E07_PAUSERS if not f.true(E07_OUTLASTED.format(p))]
+    moved = [p for p in E07_PAUSERS if f.true(E07_REBALANCED.format(p))]
+    if short:
+        head = (f"not shown: the pause ({', '.join(short)}) did not outlast the session timeout "
+                f"and max poll interval")
+    elif moved:
+        head = f"no: a paused consumer ({', '.join(moved)}) was rebalanced during the outage"
+    else:
+        head = ("yes: a consumer that pauses and keeps polling kept its place through a pause "
+                "longer than the session timeout and max poll interval")
+    return _join(head, _clause(f, "sleeping", _e07_sleep))
+
+
+# -- E08 ------------------------------------------------------------------------------------
+E08_SAME = "same final state on both buses"
+E08_PENDING = "events left pending on aggregates"
+E08_OPEN_CALLS = "kafka: dependency calls while the breaker was open"
+
+
+def _e08(f: Findings) -> str:
+    head = ("yes: the same service on the in-memory bus and on Kafka ends in the same state"
+            if f.true(E08_SAME) else "no: the in-memory bus and the Kafka bus ended in different "
+            "states")
+    return _join(
+        head,
+        _clause(f, "pending", lambda f: "no event was left pending on an aggregate"
+                if not f[E08_PENDING] else f"{f[E08_PENDING]} events were left pending on aggregates"),
+        _clause(f, "breaker", lambda f: "on Kafka the open breaker stopped every dependency call"
+                if not f[E08_OPEN_CALLS]
+                else f"on Kafka {f[E08_OPEN_CALLS]} dependency calls went out while the breaker "
+                     "was open"))
+
+
+QUESTIONS: dict[str, Question] = {q.stem: q for q in (
+    Question("01_run_blocking", "Does run() block? Where did the seed's 21 s group join go?",
+             (E01_AWAITED, E01_START, E01_CONSUMED, E01_KILLED, E01_KILLED_BOUND), _e01),
+    Question("02_errors_and_events", "What do the calls return, and how do errors surface?",
+             (E02_SUCCESS, E02_INVALID, E02_EVENTS, E02_RAW_COMMIT), _e02),
+    Question("03_batch_failure", "Message 3 of a batch fails: can only 3 be left behind?",
+             (E03_PAST_LOST, E03_RUNNER_LOST, E03_STALLED), _e03),
+    Question("04_manual_commit_loss", "Commit per message: why is a failed message lost, and "
+             "is it offset or offset + 1?", (E04_SKIP, E04_OFFSET, E04_OFFSET1, E04_RUNNER), _e04),
+    Question("05_main_topic_retry", "Can the main topic be its own retry queue (fail03), and "
+             "what does its crash path do?",
+             (E05_TRANSIENT, E05_POISON, E05_ORDER, E05_CRASH_OFFSET, E05_THROUGHPUT), _e05),
+    Question("06_retry_topic", "Does a retry topic keep messages flowing while a dependency is "
+             "down, where the main topic blocks?",
+             (E06_THROUGHPUT, E06_LOST, E06_RAW_FAILED, E06_BUS_FAILED, E06_ORDER), _e06),
+    Question("07_pause_on_dependency", "Can a consumer pause while a dependency is down, longer "
+             "than the session timeout, without leaving its group?",
+             (*(E07_OUTLASTED.format(p) for p in E07_PAUSERS),
+              *(E07_REBALANCED.format(p) for p in E07_PAUSERS),
+              E07_SLEEP_REBALANCED, E07_SLEEP_TWICE), _e07),
+    Question("08_event_bus_end_to_end", "Can the seed's service keep its shape on Kafka: the "
+             "same end state as on the in-memory bus?", (E08_SAME, E08_PENDING, E08_OPEN_CALLS),
+             _e08),
+)}
+
+
+def question_for(stem: str) -> Question | None:
+    return QUESTIONS.get(stem)
+
+
+def answer_for(stem: str, findings: Mapping[str, Any]) -> Answer:
+    """The answer ``findings`` give to ``stem``'s question. Raises KeyError for a stem with
+    no question; a missing finding is said in the answer, not raised."""
+    if stem not in QUESTIONS:
+        raise KeyError(f"no question for {stem!r} in offsetlab.lab.answers.QUESTIONS")
+    q = QUESTIONS[stem]
+    f = Findings(findings)
+    try:
+        text = q.decide(f)
+    except Missing as m:
+        text = not_measured(m.name)
+    rests_on = {}
+    for name in q.rests_on:
+        try:
+            resolved = f.resolve(name)
+        except Missing:
+            continue
+        rests_on[resolved] = jsonable(findings[resolved])
+    return Answer(question=q.question, answer=text, rests_on=rests_on)
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON types: numpy scalars and arrays, pandas objects, tuples and sets
+    become Python numbers, booleans and lists; anything else unknown becomes its ``str``."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = sorted(value, key=str) if isinstance(value, set | frozenset) else value
+        return [jsonable(v) for v in items]
+    for attr in ("to_dict", "tolist", "item"):  # pandas object, numpy array or scalar
+        fn = getattr(value, attr, None)
+        if callable(fn):
+            try:
+                return jsonable(fn())
+            except (TypeError, ValueError):
+                continue
+    return str(value)

@@ -1,0 +1,182 @@
+"""The report's tables (split from :mod:`offsetlab.lab.report`): answers to the seed's
+questions, findings with their rules and measured values, an experiment's files, the
+environment, and the hook for the three-client conformance matrix.
+
+Every function takes what was read from the run folder and returns escaped HTML.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import statistics
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+log = logging.getLogger(__name__)
+
+#: what an experiment's folder holds that the report links (relative to the run folder)
+DATA_SUFFIXES = (".csv", ".json", ".png")
+#: where notebook 09 writes the three-client conformance matrix, relative to the run folder
+CONFORMANCE_FILE = "09_client_conformance/conformance.json"
+
+
+def read_json(path: Path) -> Any | None:
+    """The JSON in ``path``; None when it is missing or unreadable (logged)."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        log.warning("unreadable %s: %s", path, exc)
+        return None
+
+
+def py(value: Any) -> str:
+    """A value as the notebook printed it (``True``, ``['a']``, ``None``), not as JSON."""
+    return value if isinstance(value, str) else str(value)
+
+
+def _code(value: Any) -> str:
+    return f"<code>{html.escape(py(value))}</code>"
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _num(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:.4g}"
+
+
+def measured_text(measured: Any) -> str:
+    """A measured value for the findings table: a number; a list (or ``{"values": [...]}``,
+    optionally with ``"unit"``) of numbers as ``median M (min-max, n=N)``; a dict of named
+    values as ``name V, name V``. None: empty."""
+    if measured is None:
+        return ""
+    if isinstance(measured, Mapping) and "values" in measured:
+        unit = f" {measured['unit']}" if measured.get("unit") else ""
+        return measured_text(measured["values"]) + unit
+    if isinstance(measured, Sequence) and not isinstance(measured, str):
+        values = list(measured)
+        if values and all(_number(v) for v in values):
+            if len(values) == 1:
+                return _num(values[0])
+            return (f"median {_num(statistics.median(values))} "
+                    f"({_num(min(values))}\u2013{_num(max(values))}, n={len(values)})")
+        return py(values)
+    if isinstance(measured, Mapping):
+        return ", ".join(f"{k} {measured_text(v)}" for k, v in measured.items())
+    return _num(measured) if _number(measured) else py(measured)
+
+
+def findings_table(findings: Mapping[str, Any], details: Mapping[str, Any] | None) -> str:
+    """findings.json (+ findings_detail.json) as a table: finding, value, rule, measured."""
+    details = details or {}
+    rows = []
+    for name, value in findings.items():
+        d = details.get(name) or {}
+        rule = d.get("rule") if isinstance(d, Mapping) else None
+        measured = measured_text(d.get("measured")) if isinstance(d, Mapping) else ""
+        rows.append(f"<tr><th>{html.escape(name)}</th><td>{_code(value)}</td>"
+                    f"<td>{html.escape(rule) if rule else ''}</td>"
+                    f"<td>{html.escape(measured)}</td></tr>")
+    if not rows:
+        return '<p class="none">no findings recorded</p>'
+    return ('<table class="findings"><tr><th>finding</th><th>value</th>'
+            '<th>rule (threshold it came from)</th><th>measured</th></tr>'
+            + "".join(rows) + "</table>")
+
+
+def answers_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """One row per experiment: ``experiment`` (E01), ``name`` (the section's anchor),
+    ``question``, and ``answer`` (answer.json's content, or None: no answer recorded)."""
+    if not rows:
+        return '<p class="none">no experiment of this run asks one of the seed\'s questions</p>'
+    body = []
+    for r in rows:
+        a = r.get("answer")
+        if isinstance(a, Mapping):
+            answer = f'<td class="answer">{html.escape(str(a.get("answer", "")))}</td>'
+            rests = a.get("rests_on") or {}
+            rests_on = ("<ul>" + "".join(f"<li>{html.escape(k)} = {_code(v)}</li>"
+                                         for k, v in rests.items()) + "</ul>") if rests else ""
+        else:
+            answer, rests_on = '<td class="answer none">no answer recorded</td>', ""
+        body.append(f'<tr><td><a href="#{html.escape(r["name"])}">{html.escape(r["experiment"])}'
+                    f'</a></td><td>{html.escape(str(r.get("question") or ""))}</td>{answer}'
+                    f'<td class="rests">{rests_on}</td></tr>')
+    return ('<table class="answers"><tr><th>experiment</th><th>the seed\'s question</th>'
+            '<th>answer</th><th>rests on (finding = value)</th></tr>' + "".join(body) + "</table>")
+
+
+def file_links(run_dir: Path, name: str, executed: str | None) -> str:
+    """Links to the executed notebook and to every .csv/.json/.png of the experiment's
+    folder, relative to the run folder (the page lives there)."""
+    links = []
+    if executed:
+        links.append(f'<a href="{quote(executed)}">{html.escape(executed)}</a>')
+    folder = run_dir / name
+    if folder.is_dir():
+        links += [f'<a href="{quote(f"{name}/{p.name}")}">{html.escape(p.name)}</a>'
+                  for p in sorted(folder.iterdir())
+                  if p.is_file() and p.suffix.lower() in DATA_SUFFIXES]
+    if not links:
+        return '<p class="none">no files</p>'
+    return '<p class="files">' + " &middot; ".join(links) + "</p>"
+
+
+def _env_value(value: Any) -> str:
+    if value is None:  # run.json's environment: a tool that is not there
+        return '<span class="none">absent</span>'
+    if isinstance(value, Mapping | list):
+        return f"<code>{html.escape(json.dumps(value, default=str))}</code>"
+    return _code(value)
+
+
+def _rows(data: Mapping[str, Any]) -> str:
+    return "".join(f"<tr><th>{html.escape(str(k))}</th><td>{_env_value(v)}</td></tr>"
+                   for k, v in data.items())
+
+
+def environment_table(run: Mapping[str, Any]) -> str:
+    """run.json's ``environment`` (whatever keys it has); without it, its versions and broker."""
+    env = run.get("environment")
+    if isinstance(env, Mapping) and env:
+        return f'<table class="env">{_rows(env)}</table>'
+    fallback = {**(run.get("versions") or {}),
+                **{f"broker {k}": v for k, v in (run.get("broker") or {}).items()
+                   if v is not None}}
+    if not fallback:
+        return '<p class="none">no environment recorded</p>'
+    return ('<p class="none">run.json has no <code>environment</code>; its versions and '
+            f'broker:</p><table class="env">{_rows(fallback)}</table>')
+
+
+def conformance_matrix(run_dir: Path) -> str:
+    """The three-client conformance matrix of ``09_client_conformance/conformance.json``,
+    or "" when the run has none. The file holds ``{"clients": [...], "behaviours":
+    {behaviour: {client: value}}}`` (``clients`` optional: the clients in the order the
+    cells name them); a value is shown as written (``"yes"``, ``true``, ``"raises X"``)."""
+    doc = read_json(run_dir / CONFORMANCE_FILE)
+    behaviours = doc.get("behaviours") if isinstance(doc, Mapping) else None
+    if not isinstance(behaviours, Mapping) or not behaviours:
+        if doc is not None:
+            log.warning("%s has no 'behaviours' table", run_dir / CONFORMANCE_FILE)
+        return ""
+    clients = list(doc.get("clients") or [])
+    for cells in behaviours.values():
+        clients += [c for c in (cells or {}) if c not in clients]
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in clients)
+    body = "".join(
+        f"<tr><th>{html.escape(str(b))}</th>"
+        + "".join(f"<td>{_code((cells or {}).get(c, ''))}</td>" for c in clients) + "</tr>"
+        for b, cells in behaviours.items())
+    link = f'<a href="{quote(CONFORMANCE_FILE)}">{html.escape(CONFORMANCE_FILE)}</a>'
+    return (f'<section class="conformance" id="conformance"><h2>Three-client conformance</h2>'
+            f'<p class="meta">from {link}</p><table class="conformance"><tr><th>behaviour</th>'
+            f"{head}</tr>{body}</table></section>")

@@ -1,0 +1,485 @@
+"""The answers to the seed's questions (offsetlab.lab.answers): chosen from findings, each
+outcome reachable, a missing finding said not raised, the names real (a renamed finding in a
+notebook breaks a test here), and NotebookSession.finding/answer's files."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from offsetlab.lab.answers import QUESTIONS, answer_for, experiment_label, jsonable
+from offsetlab.lab.notebook import NotebookSession
+
+ROOT = Path(__file__).resolve().parents[2]
+
+E02_OK = ("connect: returns ConsumerRunner | subscribe: - | start/run: returns GroupJoin, 1 "
+          "partitions | commit: Commit emitted | close: returns STOPPED")
+E02_INVALID = ("connect: returns ConsumerRunner | subscribe: - | start/run: raises "
+               "JoinFailed(ValueError) | commit: - | close: returns CRASHED")
+
+#: what the committed notebooks found (their findings cells' output), per experiment: only
+#: the findings the answers rest on (and one other, which must not matter)
+TYPICAL: dict[str, dict[str, Any]] = {
+    "01_run_blocking": {
+        "runner: the awaited run() returned after its group join": True,
+        "runner: start() returned before the group join": True,
+        "runner: every message consumed exactly once": True,
+        "after a killed member: the new member waited >= half its session timeout": True,
+        "after a killed member: it waited less than session timeout + 3 s": True,
+        "raw: partition split (sorted sizes)": [1, 2]},
+    "02_errors_and_events": {
+        "runner / success": E02_OK,
+        "runner / invalid topic name": E02_INVALID,
+        "runner events / handler raises": ["connect", "group_join", "crash", "disconnect",
+                                           "connect", "group_join", "stop", "disconnect"],
+        "kafka-python / handler raises / notes":
+            "commit() moved the position past the failed record: True",
+        "runner events / success": ["connect", "group_join", "stop", "disconnect"]},
+    "03_batch_failure": {
+        "raw, commit past the failure: messages lost > 0": True,
+        "runner, seed's handler: lost": [],
+        "keys over 3 partitions: stalled partitions": 1,
+        "raw, seek back: lost": []},
+    "04_manual_commit_loss": {
+        "skipping a failure loses it, whatever is committed": True,
+        "commit offset: the restart starts at the last message processed before it": True,
+        "commit offset+1: the restart re-reads nothing it had processed": True,
+        "runner: lost == 0 and processed twice == 0": True,
+        "runner: after the crash, the restarted consumer starts at message": 2},
+    "05_main_topic_retry": {
+        "bus transient: [lost, duplicated, dead-lettered]": [[], [], []],
+        "raw poison: dead-lettered": [2],
+        "raw transient: processing order": [0, 1, 3, 4, 2],
+        "raw crash, offset: [lost, duplicated]": [[], [2]],
+        "outage: healthy throughput during it, retry topic / main topic >= 1.5": True,
+        "raw no re-produce: lost": [2]},
+    "06_retry_topic": {
+        "outage: healthy throughput during it, retry topic / main topic >= 1.5": True,
+        "outage: lost per pipeline": {"raw-retrier": 0, "raw-move-back": 0,
+                                      "bus-retry-topic": 0, "bus-main-topic": 0},
+        "outage: raw retriers' retries that failed during the outage [process, move-back]": [0, 0],
+        "outage: bus-retry-topic retries that failed during the outage >= 1": True,
+        "outage: retry topics processed some key out of order [raw, bus]": [True, True],
+        "raw: deliveries per message": {0: 1, 1: 1, 2: 6, 3: 1, 4: 1}},
+    "07_pause_on_dependency": {
+        "raw-pause: pause outlasted session timeout and max poll interval": True,
+        "bus-depends-on: pause outlasted session timeout and max poll interval": True,
+        "raw-pause: rebalances during the outage >= 1": False,
+        "bus-depends-on: rebalances during the outage >= 1": False,
+        "raw-sleep: rebalances during the outage >= 1": True,
+        "raw-sleep: messages processed twice >= 1": True,
+        "raw-sleep: messages lost": 0},
+    "08_event_bus_end_to_end": {
+        "same final state on both buses": True,
+        "events left pending on aggregates": 0,
+        "kafka: dependency calls while the breaker was open": 0,
+        "final statuses": [("a1", "sent")]},
+}
+
+#: per experiment, the answer the committed findings give
+EXPECTED = {
+    "01_run_blocking": "run() returns once the group join completed, start() at once; consumption "
+                       "goes on in the background, every message once; a join right after a "
+                       "killed member waits until that member's session times out (where the "
+                       "seed's 21 s went)",
+    "03_batch_failure": "no: a group commits one position per partition, and committing past the "
+                        "failed message lost it; the runner (contiguous commit, seek back to the "
+                        "failure) lost nothing with the seed's handler; a message that keeps "
+                        "failing stalls only its own partition",
+    "07_pause_on_dependency": "yes: a consumer that pauses and keeps polling kept its place "
+                              "through a pause longer than the session timeout and max poll "
+                              "interval; sleeping in the handler instead lost the group: a "
+                              "rebalance, messages processed twice",
+}
+
+#: one other value for every finding an answer rests on (the flip the tests make)
+FLIPS: dict[str, dict[str, Any]] = {
+    "01_run_blocking": {
+        "runner: the awaited run() returned after its group join": False,
+        "runner: start() returned before the group join": False,
+        "runner: every message consumed exactly once": False,
+        "after a killed member: the new member waited >= half its session timeout": False,
+        "after a killed member: it waited less than session timeout + 3 s": False},
+    "02_errors_and_events": {
+        "runner / success": E02_OK.replace("returns GroupJoin, 1 partitions", "returns None"),
+        "runner / invalid topic name": E02_INVALID.replace("raises JoinFailed(ValueError)",
+                                                           "returns GroupJoin"),
+        "runner events / handler raises": ["connect", "group_join", "stop", "disconnect"],
+        "kafka-python / handler raises / notes":
+            "commit() moved the position past the failed record: False"},
+    "03_batch_failure": {
+        "raw, commit past the failure: messages lost > 0": False,
+        "runner, seed's handler: lost": [3],
+        "keys over 3 partitions: stalled partitions": 3},
+    "04_manual_commit_loss": {
+        "skipping a failure loses it, whatever is committed": False,
+        "commit offset: the restart starts at the last message processed before it": False,
+        "commit offset+1: the restart re-reads nothing it had processed": False,
+        "runner: lost == 0 and processed twice == 0": False},
+    "05_main_topic_retry": {
+        "bus transient: [lost, duplicated, dead-lettered]": [[2], [], []],
+        "raw poison: dead-lettered": [],
+        "raw transient: processing order": [0, 1, 2, 3, 4],
+        "raw crash, offset: [lost, duplicated]": [[], []],
+        "outage: healthy throughput during it, retry topic / main topic >= 1.5": False},
+    "06_retry_topic": {
+        "outage: healthy throughput during it, retry topic / main topic >= 1.5": False,
+        "outage: lost per pipeline": {"raw-retrier": 0, "raw-move-back": 2,
+                                      "bus-retry-topic": 0, "bus-main-topic": 0},
+        "outage: raw retriers' retries that failed during the outage [process, move-back]": [1, 0],
+        "outage: bus-retry-topic retries that failed during the outage >= 1": False,
+        "outage: retry topics processed some key out of order [raw, bus]": [False, False]},
+    "07_pause_on_dependency": {
+        "raw-pause: pause outlasted session timeout and max poll interval": False,
+        "bus-depends-on: pause outlasted session timeout and max poll interval": False,
+        "raw-pause: rebalances during the outage >= 1": True,
+        "bus-depends-on: rebalances during the outage >= 1": True,
+        "raw-sleep: rebalances during the outage >= 1": False,
+        "raw-sleep: messages processed twice >= 1": False},
+    "08_event_bus_end_to_end": {
+        "same final state on both buses": False,
+        "events left pending on aggregates": 2,
+        "kafka: dependency calls while the breaker was open": 1},
+}
+
+#: every worded outcome of every answer: (experiment, findings changed from TYPICAL, a phrase
+#: only that outcome says)
+OUTCOMES = [
+    ("01_run_blocking", {}, "run() returns once the group join completed, start() at once"),
+    ("01_run_blocking", {"runner: start() returned before the group join": False},
+     "but start() did not return before it"),
+    ("01_run_blocking", {"runner: the awaited run() returned after its group join": False},
+     "the awaited run() returned before its group join completed"),
+    ("01_run_blocking", {}, "consumption goes on in the background, every message once"),
+    ("01_run_blocking", {"runner: every message consumed exactly once": False},
+     "not every message was consumed exactly once"),
+    ("01_run_blocking", {}, "waits until that member's session times out"),
+    ("01_run_blocking", {"after a killed member: it waited less than session timeout + 3 s": False},
+     "waited longer than its session timeout + 3 s"),
+    ("01_run_blocking",
+     {"after a killed member: the new member waited >= half its session timeout": False},
+     "a killed member did not hold the next join for half its session timeout"),
+    ("02_errors_and_events", {}, "run() returns the group join or raises JoinFailed"),
+    ("02_errors_and_events", FLIPS["02_errors_and_events"] | {"runner / success": E02_OK},
+     "an invalid topic name did not make it raise JoinFailed (start/run: returns GroupJoin)"),
+    ("02_errors_and_events", {"runner / success": FLIPS["02_errors_and_events"]["runner / success"]},
+     "run() did not return the group join on success (start/run: returns None)"),
+    ("02_errors_and_events", {}, "a crash event, then a restart and a new join"),
+    ("02_errors_and_events", {"runner events / handler raises": ["connect", "group_join", "crash"]},
+     "a raising handler is a crash event, with no restart"),
+    ("02_errors_and_events", {"runner events / handler raises": ["connect", "group_join"]},
+     "a raising handler produced no crash event"),
+    ("02_errors_and_events", {}, "moves the position past the failed record"),
+    ("02_errors_and_events", {"kafka-python / handler raises / notes": "...record: False"},
+     "did not move past the failed record"),
+    ("03_batch_failure", {}, "committing past the failed message lost it"),
+    ("03_batch_failure", {"raw, commit past the failure: messages lost > 0": False},
+     "committing past the failed message lost nothing in this run"),
+    ("03_batch_failure", {}, "lost nothing with the seed's handler"),
+    ("03_batch_failure", {"runner, seed's handler: lost": [3, 4]},
+     "the runner lost [3, 4] with the seed's handler"),
+    ("03_batch_failure", {}, "stalls only its own partition"),
+    ("03_batch_failure", {"keys over 3 partitions: stalled partitions": 0}, "stalled no partition"),
+    ("03_batch_failure", {"keys over 3 partitions: stalled partitions": 2}, "stalled 2 partitions"),
+    ("04_manual_commit_loss", {}, "lost whether offset or offset + 1 is committed"),
+    ("04_manual_commit_loss", {"skipping a failure loses it, whatever is committed": False},
+     "skipping a failure did not lose it in every commit mode"),
+    ("04_manual_commit_loss", {}, "re-processes the last message on every restart, offset + 1 "
+                                  "re-reads nothing"),
+    ("04_manual_commit_loss",
+     {"commit offset+1: the restart re-reads nothing it had processed": False},
+     "and offset + 1 re-read some too"),
+    ("04_manual_commit_loss",
+     {"commit offset: the restart starts at the last message processed before it": False},
+     "committing offset did not restart at the last message processed"),
+    ("04_manual_commit_loss", FLIPS["04_manual_commit_loss"],
+     "neither offset nor offset + 1 restarted where expected"),
+    ("04_manual_commit_loss", {}, "lost and repeated nothing"),
+    ("04_manual_commit_loss", {"runner: lost == 0 and processed twice == 0": False},
+     "the runner lost or repeated a message"),
+    ("05_main_topic_retry", {}, "yes: re-producing a failed message and committing offset + 1 "
+                                "loses nothing"),
+    ("05_main_topic_retry", {"bus transient: [lost, duplicated, dead-lettered]": [[], [2], []]},
+     "no: re-producing a failed message to the main topic lost [] and processed twice [2]"),
+    ("05_main_topic_retry", {}, "a poison message is dead-lettered"),
+    ("05_main_topic_retry", {"raw poison: dead-lettered": []}, "a poison message was not dead-lettered"),
+    ("05_main_topic_retry", {}, "the copy is processed after later messages (order is lost)"),
+    ("05_main_topic_retry", {"raw transient: processing order": [0, 1, 2, 3, 4]},
+     "the retried message kept its place in the order"),
+    ("05_main_topic_retry", {}, "committing offset instead re-processes a record"),
+    ("05_main_topic_retry", {"raw crash, offset: [lost, duplicated]": [[], []]},
+     "committing offset re-processed nothing"),
+    ("05_main_topic_retry", {}, "it holds healthy keys back"),
+    ("05_main_topic_retry",
+     {"outage: healthy throughput during it, retry topic / main topic >= 1.5": False},
+     "a retry topic did not keep healthy keys 1.5x faster"),
+    ("06_retry_topic", {}, "yes: with a retry topic healthy keys kept >= 1.5x"),
+    ("06_retry_topic",
+     {"outage: healthy throughput during it, retry topic / main topic >= 1.5": False},
+     "a retry topic did not keep healthy keys >= 1.5x"),
+    ("06_retry_topic", {}, "no pipeline lost an item"),
+    ("06_retry_topic", {"outage: lost per pipeline": {"a": 0, "b": 3}}, "items were lost {'b': 3}"),
+    ("06_retry_topic", {}, "spent no retry on the outage, while the bus's clock-driven retries did"),
+    ("06_retry_topic",
+     {"outage: bus-retry-topic retries that failed during the outage >= 1": False},
+     "neither the waiting retrier nor the bus spent a retry on the outage"),
+    ("06_retry_topic",
+     {"outage: raw retriers' retries that failed during the outage [process, move-back]": [0, 2]},
+     "even the retrier that waits spent retries on the outage [0, 2]"),
+    ("06_retry_topic", {}, "a key's later messages overtake its retried ones"),
+    ("06_retry_topic",
+     {"outage: retry topics processed some key out of order [raw, bus]": [False, False]},
+     "per-key order was kept"),
+    ("07_pause_on_dependency", {}, "yes: a consumer that pauses and keeps polling kept its place"),
+    ("07_pause_on_dependency", {"bus-depends-on: rebalances during the outage >= 1": True},
+     "no: a paused consumer (bus-depends-on) was rebalanced during the outage"),
+    ("07_pause_on_dependency",
+     {"raw-pause: pause outlasted session timeout and max poll interval": False},
+     "not shown: the pause (raw-pause) did not outlast"),
+    ("07_pause_on_dependency", {}, "lost the group: a rebalance, messages processed twice"),
+    ("07_pause_on_dependency", {"raw-sleep: messages processed twice >= 1": False},
+     "cost a rebalance, nothing processed twice"),
+    ("07_pause_on_dependency", {"raw-sleep: rebalances during the outage >= 1": False},
+     "did not cost a rebalance in this run"),
+    ("08_event_bus_end_to_end", {}, "yes: the same service on the in-memory bus and on Kafka"),
+    ("08_event_bus_end_to_end", {"same final state on both buses": False},
+     "no: the in-memory bus and the Kafka bus ended in different states"),
+    ("08_event_bus_end_to_end", {}, "no event was left pending on an aggregate"),
+    ("08_event_bus_end_to_end", {"events left pending on aggregates": 3},
+     "3 events were left pending on aggregates"),
+    ("08_event_bus_end_to_end", {}, "the open breaker stopped every dependency call"),
+    ("08_event_bus_end_to_end", {"kafka: dependency calls while the breaker was open": 2},
+     "2 dependency calls went out while the breaker was open"),
+]
+
+
+def test_every_experiment_has_a_question_and_test_data() -> None:
+    assert set(QUESTIONS) == set(TYPICAL) == set(FLIPS)
+    for stem, q in QUESTIONS.items():
+        assert q.experiment == experiment_label(stem) == f"E{stem[:2]}"
+        assert q.question.endswith("?") and "\n" not in q.question
+        resolved = answer_for(stem, TYPICAL[stem]).rests_on
+        assert len(resolved) == len(q.rests_on), (stem, set(q.rests_on) - set(resolved))
+        assert set(resolved) == set(FLIPS[stem]), stem
+        assert len(answer_for(stem, TYPICAL[stem]).answer.splitlines()) == 1
+
+
+@pytest.mark.parametrize("stem", sorted(EXPECTED))
+def test_the_committed_findings_give_these_answers(stem: str) -> None:
+    assert answer_for(stem, TYPICAL[stem]).answer == EXPECTED[stem]
+
+
+@pytest.mark.parametrize(("stem", "name"), [(s, n) for s in sorted(FLIPS) for n in FLIPS[s]])
+def test_flipping_a_finding_an_answer_rests_on_changes_the_answer(stem: str, name: str) -> None:
+    before = answer_for(stem, TYPICAL[stem])
+    after = answer_for(stem, {**TYPICAL[stem], name: FLIPS[stem][name]})
+    assert after.answer != before.answer
+    assert after.rests_on[name] == jsonable(FLIPS[stem][name])
+
+
+@pytest.mark.parametrize("stem", sorted(TYPICAL))
+def test_a_finding_it_does_not_rest_on_does_not_change_the_answer(stem: str) -> None:
+    other = next(n for n in TYPICAL[stem] if n not in FLIPS[stem])
+    assert (answer_for(stem, {**TYPICAL[stem], other: "something else"}).answer
+            == answer_for(stem, TYPICAL[stem]).answer)
+
+
+@pytest.mark.parametrize(("stem", "changes", "phrase"), OUTCOMES,
+                         ids=[f"{s[:2]}-{i}" for i, (s, _, _) in enumerate(OUTCOMES)])
+def test_every_outcome_can_be_reached(stem: str, changes: dict[str, Any], phrase: str) -> None:
+    assert phrase in answer_for(stem, {**TYPICAL[stem], **changes}).answer
+
+
+def test_the_outcomes_of_each_experiment_differ() -> None:
+    for stem in QUESTIONS:
+        texts = [answer_for(s, {**TYPICAL[s], **c}).answer for s, c, _ in OUTCOMES if s == stem]
+        changed = [c for s, c, _ in OUTCOMES if s == stem]
+        assert len(set(texts)) == len({json.dumps(c, sort_keys=True, default=str)
+                                       for c in changed}), stem
+
+
+@pytest.mark.parametrize(("stem", "name"), [(s, n) for s in sorted(FLIPS) for n in FLIPS[s]])
+def test_a_missing_finding_is_said_not_raised(stem: str, name: str) -> None:
+    findings = {k: v for k, v in TYPICAL[stem].items() if k != name}
+    got = answer_for(stem, findings)
+    shown = re.sub(r"\b3\b", "{}", name) if stem == "03_batch_failure" and "keys over" in name else name
+    assert f'not measured in this run: "{shown}" missing' in got.answer
+    assert name not in got.rests_on
+
+
+def test_no_findings_at_all_answer_not_measured() -> None:
+    for stem in QUESTIONS:
+        got = answer_for(stem, {})
+        assert got.answer.startswith("not measured in this run: "), stem
+        assert got.rests_on == {}
+
+
+def test_a_tansu_run_of_e01_still_answers_what_it_measured() -> None:
+    """E01 on Tansu skips the sweep (no dedicated brokers): the 21 s part says so."""
+    f = {k: v for k, v in TYPICAL["01_run_blocking"].items() if not k.startswith("after a killed")}
+    f["join sweep"] = "skipped: a 'tansu' broker takes no broker settings"
+    text = answer_for("01_run_blocking", f).answer
+    assert text.startswith("run() returns once the group join completed")
+    assert text.endswith('the 21 s: not measured in this run: "after a killed member: the new '
+                         'member waited >= half its session timeout" missing')
+
+
+def test_findings_read_back_from_json_answer_the_same() -> None:
+    for stem in QUESTIONS:
+        for changes in [{}, FLIPS[stem]]:
+            f = {**TYPICAL[stem], **changes}
+            as_strings = {k: (str(v) if isinstance(v, bool) else v) for k, v in f.items()}
+            assert answer_for(stem, as_strings).answer == answer_for(stem, f).answer
+
+
+def test_an_unknown_stem_is_an_error() -> None:
+    with pytest.raises(KeyError, match="no question for '99_nothing'"):
+        answer_for("99_nothing", {})
+
+
+def test_jsonable_turns_numpy_and_pandas_into_plain_values() -> None:
+    value = {"a": np.bool_(True), "b": np.int64(3), "c": np.float64(0.5), "d": (1, 2),
+             "e": pd.Series({"x": np.int64(1)}), "f": np.array([1, 2]), 7: {3, 1}}
+    assert jsonable(value) == {"a": True, "b": 3, "c": 0.5, "d": [1, 2], "e": {"x": 1},
+                               "f": [1, 2], "7": [1, 3]}
+    assert json.loads(json.dumps(jsonable(value))) == jsonable(value)
+
+
+# -- the notebooks ----------------------------------------------------------------------------
+NOTEBOOKS = {p.stem: p for p in sorted((ROOT / "notebooks").glob("0[1-8]_*.ipynb"))}
+
+
+def _findings_cells(stem: str) -> tuple[list[str], str]:
+    nb = json.loads(NOTEBOOKS[stem].read_text())
+    code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    cells = ["".join(c["source"]) for c in nb["cells"]
+             if "findings" in c.get("metadata", {}).get("tags", [])]
+    return cells, "\n".join(code)
+
+
+def _finding_names(tree: ast.AST) -> list[ast.expr]:
+    """The name expressions of findings: ``lab.finding(<name>, ...)``'s first argument and
+    ``out[<name>] = ...``'s key (the experiment modules' ``findings()``)."""
+    names: list[ast.expr] = []
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "finding" and node.args):
+            names.append(node.args[0])
+        elif isinstance(node, ast.Assign):
+            names += [t.slice for t in node.targets if isinstance(t, ast.Subscript)]
+    return names
+
+
+def _names_in(source: str) -> tuple[set[str], list[re.Pattern[str]], set[str]]:
+    """Finding names: literals, f-strings as patterns, and f-strings as ``{}`` templates."""
+    literals, patterns, templates = set(), [], set()
+    for node in _finding_names(ast.parse(source)):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            literals.add(node.value)
+        elif isinstance(node, ast.JoinedStr):
+            parts = [(v.value if isinstance(v, ast.Constant) else None) for v in node.values]
+            patterns.append(re.compile("".join(re.escape(p) if p is not None else ".+"
+                                               for p in parts) + r"\Z"))
+            templates.add("".join(p if p is not None else "{}" for p in parts))
+    return literals, patterns, templates
+
+
+def _findings_source(stem: str) -> str:
+    """The findings cells, plus the experiment module whose ``findings()`` they call."""
+    cells, code = _findings_cells(stem)
+    sources = list(cells)
+    for alias in set(re.findall(r"\b(\w+)\.findings\(", "\n".join(cells))):
+        module = re.search(rf"from offsetlab\.lab\.experiments import (\w+) as {alias}\b", code)
+        assert module, f"{stem}: {alias}.findings() comes from no experiment module"
+        mod = importlib.import_module(f"offsetlab.lab.experiments.{module.group(1)}")
+        sources.append(Path(mod.__file__).read_text())
+    return "\n".join(sources)
+
+
+def test_notebooks_01_to_08_are_the_experiments_with_questions() -> None:
+    assert sorted(NOTEBOOKS) == sorted(QUESTIONS)
+
+
+@pytest.mark.parametrize("stem", sorted(QUESTIONS))
+def test_the_last_findings_cell_ends_with_lab_answer(stem: str) -> None:
+    cells, _ = _findings_cells(stem)
+    assert cells, stem
+    assert cells[-1].rstrip().splitlines()[-1] == "lab.answer()"
+    assert all("lab.answer()" not in c for c in cells[:-1])
+    for cell in cells:  # measured numbers go to findings_detail.json, never to the output
+        assert "print(" not in cell and "display(" not in cell, stem
+
+
+@pytest.mark.parametrize("stem", sorted(QUESTIONS))
+def test_every_finding_an_answer_rests_on_is_recorded_by_its_notebook(stem: str) -> None:
+    literals, patterns, templates = _names_in(_findings_source(stem))
+    for name in QUESTIONS[stem].rests_on:
+        if "{}" in name:
+            assert name in templates, f"{stem}: no f-string {name!r} in its findings cells"
+        else:
+            assert name in literals or any(p.match(name) for p in patterns), (
+                f"{stem}: {name!r} is recorded by no finding (renamed?)")
+
+
+def test_e02_answer_names_a_client_and_scenario_the_matrix_has() -> None:
+    """E02's names are f"{client} / {scenario}...": the scenario part must be one E02 runs."""
+    from offsetlab.lab.experiments import e02_errors as e02
+
+    for name in QUESTIONS["02_errors_and_events"].rests_on:
+        head, scenario = name.split(" / ")[:2]
+        assert head in ("kafka-python", "runner", "runner events"), name
+        assert scenario in e02.SCENARIOS, name
+
+
+# -- NotebookSession.finding / answer ---------------------------------------------------------
+@pytest.fixture
+def session(tmp_path: Path) -> NotebookSession:
+    lab = NotebookSession.__new__(NotebookSession)  # no broker: only the result methods
+    lab.name, lab.out, lab.findings, lab.measurements = "03_batch_failure", tmp_path, {}, {}
+    return lab
+
+
+def test_finding_prints_name_value_only_and_keeps_rule_and_measured_apart(
+        session: NotebookSession, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    session.finding("raw, commit past the failure: messages lost > 0", np.bool_(True))
+    session.finding("tried >= 3 times", np.int64(5) >= 3, rule="attempts >= 3",
+                    measured=np.int64(5))
+    session.finding("spread", True, measured={"values": [0.5, np.float64(1.5)], "unit": "s"})
+    assert capsys.readouterr().out == ("raw, commit past the failure: messages lost > 0: True\n"
+                                       "tried >= 3 times: True\nspread: True\n")
+    assert json.loads((tmp_path / "findings.json").read_text()) == {
+        "raw, commit past the failure: messages lost > 0": True, "tried >= 3 times": True,
+        "spread": True}
+    assert list(json.loads((tmp_path / "findings.json").read_text()))[0].startswith("raw"), \
+        "in the order they were made"
+    assert json.loads((tmp_path / "findings_detail.json").read_text()) == {
+        "tried >= 3 times": {"rule": "attempts >= 3", "measured": 5},
+        "spread": {"rule": None, "measured": {"values": [0.5, 1.5], "unit": "s"}}}
+    session.finding("spread", False)  # made again without detail: its old detail goes
+    assert "spread" not in json.loads((tmp_path / "findings_detail.json").read_text())
+
+
+def test_answer_prints_one_line_and_saves_answer_json(
+        session: NotebookSession, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for name, value in TYPICAL["03_batch_failure"].items():
+        session.finding(name, value)
+    capsys.readouterr()
+    assert session.answer() is None
+    assert capsys.readouterr().out == f"answer: {EXPECTED['03_batch_failure']}\n"
+    doc = json.loads((tmp_path / "answer.json").read_text())
+    assert doc == {"question": QUESTIONS["03_batch_failure"].question,
+                   "answer": EXPECTED["03_batch_failure"],
+                   "rests_on": {"raw, commit past the failure: messages lost > 0": True,
+                                "runner, seed's handler: lost": [],
+                                "keys over 3 partitions: stalled partitions": 1}}
+    session.answer("08_event_bus_end_to_end")  # another notebook's question, by stem
+    assert capsys.readouterr().out == (
+        'answer: not measured in this run: "same final state on both buses" missing\n')
+    assert json.loads((tmp_path / "answer.json").read_text())["rests_on"] == {}
