@@ -13,7 +13,7 @@ from offsetlab.lab.timeline import Timeline
 # -- E07 -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("overrides, key", [
     ({"outage_s": 3.0}, "outage_s"),                       # not longer than max poll interval
-    ({"heartbeat_interval_ms": 1500}, "heartbeat_interval_ms"),
+    ({"heartbeat_interval_ms": 2500}, "heartbeat_interval_ms"),  # > a third of the session
     ({"partitions": 1}, "partitions"),
     ({"messages": 0}, "messages"),
     ({"settle_timeout_s": 0}, "settle_timeout_s"),

@@ -338,13 +338,18 @@ while True:
 """
 
 
+def killed_heartbeat_ms(s: Settings) -> int:
+    """The heartbeat interval of the member the sweep kills: a quarter of its session."""
+    return max(1, s.killed_session_timeout_ms // 4)
+
+
 def _killed_member(broker: BrokerHandle, topic: str, group: str, s: Settings) -> float:
     """A member in another process joins ``group``, then is SIGKILLed (it never sends
     LeaveGroup, as a crashed or Ctrl-C'd script). Returns ``time.monotonic()`` of the kill."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-c", _MEMBER_SCRIPT, broker.bootstrap_servers, topic, group,
-         str(s.killed_session_timeout_ms), str(max(1, s.killed_session_timeout_ms // 4))],
+         str(s.killed_session_timeout_ms), str(killed_heartbeat_ms(s))],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
     try:
         got: list[str] = []
@@ -381,7 +386,12 @@ def join_sweep(broker: BrokerHandle, s: Settings, *, late_s: float = 0.5,
     its GroupJoin reports it: subscribe to first assignment; for ``together`` the later of
     the two), ``settle_s`` (from the arriving runner's start until every live member holds
     partitions), ``members`` (live members), ``generations`` (sorted generations of the
-    arriving runners' first joins). Runners stop (and leave) on every exit path.
+    arriving runners' first joins); ``after killed member`` also has ``since_kill_s``, from
+    the SIGKILL until the new runner's ``run()`` returned with its join. The broker removes
+    the dead member no sooner than its session timeout after its last heartbeat, and that
+    heartbeat was at most one heartbeat interval (``killed_heartbeat_s``) before the kill, so
+    ``since_kill_s >= session timeout - killed_heartbeat_s`` whenever the dead member held
+    the join. Runners stop (and leave) on every exit path.
     """
     name = make_name or unique
     rows: list[dict[str, Any]] = []
@@ -413,18 +423,21 @@ def join_sweep(broker: BrokerHandle, s: Settings, *, late_s: float = 0.5,
                      "generations": [join.generation]})
         if killed_member:
             topic, group = create_topic_for(broker, name("e01-killed"), s), name("e01-killed-group")
-            _killed_member(broker, topic, group, s)
+            killed = _killed_member(broker, topic, group, s)
             t0 = time.monotonic()
             join = make("d", topic, group).run(timeout=s.wait_s)
+            joined = time.monotonic()
             settle(("d",), "after killed member: d settled")
             rows.append({"scenario": "after killed member", "join_s": join.duration_s,
                          "settle_s": time.monotonic() - t0, "members": 1,
-                         "generations": [join.generation]})
+                         "generations": [join.generation], "since_kill_s": joined - killed})
     finally:
         for r in runners.values():
             r.stop(timeout=30)
     for row in rows:
-        row["join_s"], row["settle_s"] = round(row["join_s"], 3), round(row["settle_s"], 3)
+        for key in ("join_s", "settle_s", "since_kill_s"):
+            if key in row:
+                row[key] = round(row[key], 3)
     return rows
 
 

@@ -490,7 +490,7 @@ def findings(raw: Mapping[str, Fail03Run], bus: Mapping[str, BusFail03Run], summ
     out["outage: bus subscriptions' rebalances while producing"] = {
         k: int(v) for k, v in s["rebalances"].items() if k.startswith("bus-")}
     ratio = s["healthy_in_outage"]["bus-retry-topic"] / s["healthy_in_outage"]["bus-main-topic"]
-    out["outage: healthy throughput during it, retry topic / main topic >= 1.5"] = bool(ratio >= 1.5)
+    out["outage: healthy throughput during it, retry topic / main topic >= 1.25"] = bool(ratio >= 1.25)
     out["outage: longest healthy-key stall, main topic >= 2 x retry topic"] = bool(
         s["healthy_stall_max_s"]["bus-main-topic"] >= 2 * s["healthy_stall_max_s"]["bus-retry-topic"])
     out["outage: seed-sleep longest healthy-key stall >= 1 s"] = bool(

@@ -219,7 +219,7 @@ def findings(raw: RetryTopicRun, bus: Mapping[str, e05.BusFail03Run], run: Outag
     out["outage: slowest retried item, raw retrier < bus-retry-topic"] = bool(
         s["retried_latency_max_s"]["raw-retrier"] < s["retried_latency_max_s"]["bus-retry-topic"])
     ratio = s["healthy_in_outage"]["bus-retry-topic"] / s["healthy_in_outage"]["bus-main-topic"]
-    out["outage: healthy throughput during it, retry topic / main topic >= 1.5"] = bool(ratio >= 1.5)
+    out["outage: healthy throughput during it, retry topic / main topic >= 1.25"] = bool(ratio >= 1.25)
     out["outage: longest healthy-key stall, main topic >= 2 x retry topic"] = bool(
         s["healthy_stall_max_s"]["bus-main-topic"] >= 2 * s["healthy_stall_max_s"]["bus-retry-topic"])
     out["outage: retry topics processed some key out of order [raw, bus]"] = [

@@ -61,10 +61,10 @@ class PauseParams:
 
     messages: int = 6
     partitions: int = 2
-    outage_s: float = 7.0
-    session_timeout_ms: int = 3000
+    outage_s: float = 10.0
+    session_timeout_ms: int = 6000
     heartbeat_interval_ms: int = 500
-    max_poll_interval_ms: int = 3500
+    max_poll_interval_ms: int = 6500
     failure_threshold: int = 3
     probe_interval_s: float = 0.5
     timeout_s: float = 60.0
