@@ -1,26 +1,33 @@
-"""Run every notebook headless on one broker and write a run folder with a report.
+"""Run every notebook headless, several at once, and write a run folder with a report.
 
-    offsetlab run [--profile fast|seed|...] [--only 01,05] [--broker auto|kafka|tansu|...]
+    offsetlab run [--profile fast|seed|...] [--only 01,05] [-j N] [--broker auto|kafka|tansu|...]
                   [--bootstrap-servers HOST:PORT] [-p name=value | -p 01.name=value ...]
 
-One broker is started for the whole run (or the external one is used); every notebook in
-``notebooks/`` (sorted; ``--only`` picks number prefixes) is executed by papermill with the
-profile's parameters, the ``-p`` overrides and the runner's own ``bootstrap_servers``,
-``broker_kind`` and ``run_id``, into ``data/runs/<run-id>/<notebook>.ipynb`` (each notebook
-writes its data under ``data/runs/<run-id>/<notebook>/``). A failing notebook does not stop
-the others. ``run.json`` is rewritten after every step, so an interrupted run (Ctrl-C,
-SIGTERM) stays readable; ``report.html`` is written at the end, also for partial runs. The
-exit status is 0 when every notebook passed, 1 when one did not, 2 for a usage error and 130
-when interrupted.
+Every notebook in ``notebooks/`` (sorted; ``--only`` picks number prefixes) is executed by
+papermill with the profile's parameters, the ``-p`` overrides and the runner's own
+``bootstrap_servers``, ``broker_kind`` and ``run_id``, into
+``data/runs/<run-id>/<notebook>.ipynb`` (each notebook writes its data under
+``data/runs/<run-id>/<notebook>/``).
+
+``-j N`` runs N notebooks at once, each slot on its own broker of the requested kind (an
+external cluster is shared), longest-expected first (``offsetlab.lab.suite_pool``); the
+default N is :func:`~offsetlab.lab.suite_env.default_jobs` (cores + 1, at least 2, as many
+as fit in memory at 2 GB a slot). Notebooks still start their own dedicated brokers where
+they need their own settings. Findings do not depend on N (a test compares ``-j 1`` with
+``-j 2``).
+
+A failing notebook does not stop the others. ``run.json`` is rewritten after every step, so
+an interrupted run (Ctrl-C, SIGTERM: every kernel and broker is stopped) stays readable;
+its ``environment`` records the checkout, versions, machine and ``jobs``. ``report.html``
+is written at the end, also for partial runs. The exit status is 0 when every notebook
+passed, 1 when one did not, 2 for a usage error and 130 when interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import platform
 import re
 import signal
 import time
@@ -28,7 +35,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,11 +48,14 @@ from .profiles import (
     load_profile,
     notebook_parameters,
 )
+from .suite_env import default_jobs, environment, versions
+from .suite_pool import Pool, Record, error_of, expected_durations, now, progress, schedule
 
 log = logging.getLogger(__name__)
 
 __all__ = ["SuiteConfig", "SuiteResult", "run_suite", "select_notebooks", "parse_overrides",
-           "make_run_id", "versions", "add_arguments", "main", "BROKER_KINDS"]
+           "make_run_id", "versions", "environment", "default_jobs", "add_arguments", "main",
+           "BROKER_KINDS"]
 
 #: what ``--broker`` accepts (offsetlab.brokers.KINDS, repeated to keep argparse import-light)
 BROKER_KINDS = ("auto", "kafka", "tansu", "testcontainers", "external")
@@ -81,6 +90,8 @@ class SuiteConfig:
     run_id: str | None = None
     #: papermill's per-cell timeout; None: no limit
     cell_timeout_s: float | None = 900.0
+    #: notebooks run at once, each slot on its own broker; None: :func:`default_jobs`
+    jobs: int | None = None
     progress: bool = True
     report: bool = True
     notebooks_dir: Path | None = None
@@ -99,6 +110,8 @@ class SuiteConfig:
             raise ConfigError(f"run_id={self.run_id!r}: use letters, digits, '.', '_' or '-'")
         if self.cell_timeout_s is not None and self.cell_timeout_s <= 0:
             raise ConfigError(f"cell_timeout_s={self.cell_timeout_s!r} must be positive or None")
+        if self.jobs is not None and (isinstance(self.jobs, bool) or self.jobs < 1):
+            raise ConfigError(f"jobs={self.jobs!r} must be 1 or more (or None: the default rule)")
         if not self.profile or "/" in self.profile:
             raise ConfigError(f"profile={self.profile!r} must be the stem of a file in "
                               "data/profiles/ (e.g. 'fast' or 'seed')")
@@ -191,61 +204,7 @@ def make_run_id(profile: str, root: Path, now: datetime | None = None) -> str:
     return run_id
 
 
-def versions() -> dict[str, str]:
-    """Versions that shape the results: offsetlab, kafka-python, papermill, Python."""
-    import offsetlab
-
-    out = {"offsetlab": getattr(offsetlab, "__version__", "unknown"),
-           "python": platform.python_version()}
-    for dist in ("kafka-python", "papermill", "pandas"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = "not installed"
-    return out
-
-
 # -- execution ------------------------------------------------------------------------------
-def papermill_executor(source: Path, output: Path, parameters: Mapping[str, Any], *,
-                       cwd: Path, cell_timeout_s: float | None) -> None:
-    """Execute with papermill (kernel ``python3``), saving the output after every cell."""
-    import papermill
-
-    papermill.execute_notebook(str(source), str(output), parameters=dict(parameters),
-                               kernel_name="python3", cwd=str(cwd), progress_bar=False,
-                               request_save_on_cell_execute=True,
-                               execution_timeout=cell_timeout_s)
-
-
-def _error(exc: BaseException) -> dict[str, Any]:
-    """What run.json says about a failure: papermill's cell error, or the exception."""
-    if hasattr(exc, "ename") and hasattr(exc, "evalue"):
-        return {"type": str(exc.ename), "message": str(exc.evalue),
-                "cell": getattr(exc, "exec_count", None)}
-    return {"type": type(exc).__name__, "message": str(exc), "cell": None}
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-class _Record:
-    """run.json, rewritten atomically after every change."""
-
-    def __init__(self, path: Path, doc: dict[str, Any]) -> None:
-        self.path = path
-        self.doc = doc
-        self.write()
-
-    def notebook(self, stem: str) -> dict[str, Any]:
-        return next(nb for nb in self.doc["notebooks"] if nb["name"] == stem)
-
-    def write(self) -> None:
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.doc, indent=2, default=str) + "\n")
-        os.replace(tmp, self.path)
-
-
 def _broker_info(broker: Any) -> dict[str, Any]:
     return {"kind": getattr(broker, "kind", None), "version": getattr(broker, "version", None),
             "bootstrap_servers": getattr(broker, "bootstrap_servers", None),
@@ -253,153 +212,100 @@ def _broker_info(broker: Any) -> dict[str, Any]:
 
 
 def run_suite(config: SuiteConfig, *, broker_factory: BrokerFactory | None = None,
-              execute: Executor = papermill_executor) -> SuiteResult:
-    """Run the selected notebooks on one broker; see the module docstring.
+              execute: Executor | None = None) -> SuiteResult:
+    """Run the selected notebooks on ``config.jobs`` slots; see the module docstring.
 
     ``broker_factory(kind, bootstrap_servers=...)`` is a context manager yielding a broker
-    handle (default :func:`offsetlab.brokers.start_broker`); ``execute`` runs one notebook.
+    handle (default :func:`offsetlab.brokers.start_broker`); ``execute`` runs one notebook
+    (default: a new :class:`~offsetlab.lab.suite_exec.PapermillExecutor`; an executor with
+    ``interrupt()`` / ``kill()`` methods gets them called when the run is interrupted).
     Raises :class:`ConfigError` / :class:`ProfileError` before anything starts when the
     selection, profile or overrides are wrong."""
     nb_dir = config.notebooks_dir or notebooks_dir()
-    root = config.runs_dir or runs_dir()
+    root = Path(config.runs_dir or runs_dir()).resolve()
     notebooks = discover_notebooks(nb_dir)
     selected = select_notebooks(notebooks, config.only)
     profile = load_profile(config.profile, config.profiles_dir or profiles_dir())
     check_profile(profile, notebooks, name=config.profile)
     params = {stem: dict(profile.get(stem, {})) for stem in selected}
     _apply_overrides(selected, params, config.overrides)
+    jobs = max(1, min(config.jobs or default_jobs(), len(selected) or 1))
+    order = schedule(list(selected), expected_durations(selected, root, config.profile))
 
     root.mkdir(parents=True, exist_ok=True)
     if config.runs_dir:  # the notebooks' kernels resolve their output folder from this
-        os.environ["OFFSETLAB_RUNS_DIR"] = str(Path(root).resolve())
+        os.environ["OFFSETLAB_RUNS_DIR"] = str(root)
     run_id = config.run_id or make_run_id(config.profile, root)
     run_dir = root / run_id
     run_dir.mkdir(parents=True, exist_ok=config.run_id is not None)
-    record = _Record(run_dir / "run.json", {
+    record = Record(run_dir / "run.json", {
         "run_id": run_id, "profile": config.profile, "status": "starting",
-        "started_at": _now(), "finished_at": None, "duration_s": None,
+        "started_at": now(), "finished_at": None, "duration_s": None, "jobs": jobs,
         "broker": {"requested": config.broker}, "versions": versions(),
+        "environment": environment(jobs), "order": order,
         "overrides": {t: v for t, v in config.overrides}, "error": None,
         "notebooks": [{"name": stem, "source": str(path), "output": f"{stem}.ipynb",
-                       "status": "pending", "started_at": None, "duration_s": None,
-                       "parameters": params[stem], "error": None}
+                       "status": "pending", "slot": None, "started_at": None,
+                       "duration_s": None, "parameters": params[stem], "error": None}
                       for stem, path in selected.items()],
     })
     result = SuiteResult(run_id=run_id, run_dir=run_dir, status="starting",
                          notebooks={stem: "pending" for stem in selected})
-    t_run = t0 = time.monotonic()
+    t_run = time.monotonic()
     if broker_factory is None:
         from offsetlab.brokers import start_broker as broker_factory
-    bar = _progress(len(selected), config.progress)
-    current: str | None = None
+    if execute is None:
+        from .suite_exec import PapermillExecutor
+
+        execute = PapermillExecutor()
+
+    def first_broker(broker: Any) -> None:  # called under the record's lock
+        doc = record.doc
+        if doc["broker"].get("kind") is None:
+            doc["broker"].update(_broker_info(broker))
+            doc["environment"]["kafka"] = getattr(broker, "version", None)
+        if doc["status"] == "starting":
+            doc["status"] = result.status = "running"
+
+    bar = progress(len(selected), config.progress)
+    pool = Pool(record=record, statuses=result.notebooks, order=order, sources=selected,
+                params=params, run_id=run_id, run_dir=run_dir, cwd=nb_dir, jobs=jobs,
+                broker=config.broker, bootstrap_servers=config.bootstrap_servers,
+                cell_timeout_s=config.cell_timeout_s, broker_factory=broker_factory,
+                execute=execute, bar=bar, on_broker=first_broker)
     try:
         try:
-            broker_cm = broker_factory(config.broker, bootstrap_servers=config.bootstrap_servers)
-            broker = broker_cm.__enter__()
-        except Exception as exc:
-            log.error("broker %s did not start: %s", config.broker, exc)
-            record.doc["error"] = {"stage": "broker", **_error(exc)}
-            _skip_rest(record, result, "the broker did not start")
-            record.doc["status"] = result.status = "failed"
-            return result
-        try:
-            record.doc["broker"].update(_broker_info(broker))
-            record.doc["status"] = result.status = "running"
-            record.write()
-            for stem, source in selected.items():
-                current = stem
-                entry = record.notebook(stem)
-                if not getattr(broker, "running", True):
-                    _skip_rest(record, result, "the broker exited during the run")
-                    record.doc["error"] = {"stage": "broker", "type": "BrokerExited",
-                                           "message": f"broker exited before {stem}", "cell": None}
-                    break
-                run_params = {**params[stem], "bootstrap_servers": broker.bootstrap_servers,
-                              "broker_kind": broker.kind, "run_id": run_id}
-                entry.update(status="running", started_at=_now(), parameters=run_params)
-                result.notebooks[stem] = "running"
-                record.write()
-                bar.set_description(stem)
-                t0 = time.monotonic()
-                try:
-                    execute(source, run_dir / f"{stem}.ipynb", run_params, cwd=nb_dir,
-                            cell_timeout_s=config.cell_timeout_s)
-                except Exception as exc:
-                    entry.update(status="failed", error=_error(exc))
-                    log.warning("%s failed: %s", stem, entry["error"])
-                else:
-                    entry["status"] = "passed"
-                entry["duration_s"] = round(time.monotonic() - t0, 2)
-                result.notebooks[stem] = entry["status"]
-                current = None
-                record.write()
-                bar.write(f"{entry['status']:>7}  {stem}  ({entry['duration_s']:.1f} s)"
-                          + (f"  {entry['error']['type']}: {entry['error']['message'][:120]}"
-                             if entry["error"] else ""))
-                bar.update(1)
-                bar.set_postfix(failed=sum(s == "failed" for s in result.notebooks.values()))
+            pool.run()
+        except KeyboardInterrupt:  # between the pool's own handlers
+            pool.interrupt()
+        pool.finish()
+        if pool.interrupted:
+            result.status = "interrupted"
+        else:
             statuses = result.notebooks.values()
             result.status = "passed" if all(s == "passed" for s in statuses) else "failed"
-        finally:
-            broker_cm.__exit__(None, None, None)  # stops the broker on every exit path
-    except KeyboardInterrupt:
-        if current is not None:
-            entry = record.notebook(current)
-            entry.update(status="interrupted",
-                         error={"type": "KeyboardInterrupt", "message": "run interrupted",
-                                "cell": None})
-            if entry["started_at"] and entry["duration_s"] is None:
-                entry["duration_s"] = round(time.monotonic() - t0, 2)
-            result.notebooks[current] = "interrupted"
-        _skip_rest(record, result, "the run was interrupted")
-        result.status = "interrupted"
-        bar.write("interrupted: the broker is stopped; the partial run stays readable")
     finally:
         bar.close()
-        record.doc.update(status=result.status, finished_at=_now(),
-                          duration_s=round(time.monotonic() - t_run, 2))
-        record.write()
+        with record.lock:
+            record.doc.update(status=result.status, finished_at=now(),
+                              duration_s=round(time.monotonic() - t_run, 2))
+            record.write()
         if config.report:
             result.report = _write_report(run_dir, record)
     return result
 
 
-def _skip_rest(record: _Record, result: SuiteResult, why: str) -> None:
-    for entry in record.doc["notebooks"]:
-        if entry["status"] == "pending":
-            entry.update(status="skipped", error={"type": "Skipped", "message": why, "cell": None})
-            result.notebooks[entry["name"]] = "skipped"
-    record.write()
-
-
-def _write_report(run_dir: Path, record: _Record) -> Path | None:
+def _write_report(run_dir: Path, record: Record) -> Path | None:
     from .report import write_report
 
     try:
         return write_report(run_dir)
     except Exception as exc:  # the run's results must not be hidden by a report bug
         log.exception("report for %s could not be written", run_dir)
-        record.doc["report_error"] = _error(exc)
-        record.write()
+        with record.lock:
+            record.doc["report_error"] = error_of(exc)
+            record.write()
         return None
-
-
-class _NoBar:
-    def set_description(self, *_: Any) -> None: ...
-    def set_postfix(self, **_: Any) -> None: ...
-    def update(self, *_: Any) -> None: ...
-    def close(self) -> None: ...
-
-    def write(self, text: str) -> None:
-        print(text, flush=True)
-
-
-def _progress(total: int, enabled: bool) -> Any:
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="notebook", dynamic_ncols=True)
 
 
 # -- command line ---------------------------------------------------------------------------
@@ -409,8 +315,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="data/profiles/<name>.yaml: fast (the notebooks' defaults), seed, ...")
     parser.add_argument("--only", action="append", default=[], metavar="01,05",
                         help="number prefixes (or stems) of the notebooks to run; repeatable")
+    parser.add_argument("-j", "--jobs", type=int, default=None, metavar="N",
+                        help="notebooks run at once, each on its own broker (default: cores + 1, "
+                             f"at least 2, as memory allows: {default_jobs()} here)")
     parser.add_argument("--broker", choices=BROKER_KINDS, default="auto",
-                        help="broker for the whole run (default auto)")
+                        help="broker kind of the run's brokers, one per slot (default auto)")
     parser.add_argument("--bootstrap-servers", default=None,
                         help="an external cluster (with --broker external or auto)")
     parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
@@ -434,7 +343,7 @@ def main(args: argparse.Namespace) -> int:
             profile=args.profile,
             only=tuple(s.strip() for item in args.only for s in item.split(",") if s.strip()),
             broker=args.broker, bootstrap_servers=args.bootstrap_servers,
-            overrides=parse_overrides(args.param), run_id=args.run_id,
+            overrides=parse_overrides(args.param), run_id=args.run_id, jobs=args.jobs,
             cell_timeout_s=args.cell_timeout or None, progress=not args.no_progress,
             report=not args.no_report)
     except ConfigError as exc:
