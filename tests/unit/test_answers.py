@@ -444,6 +444,7 @@ def test_e02_answer_names_a_client_and_scenario_the_matrix_has() -> None:
 def session(tmp_path: Path) -> NotebookSession:
     lab = NotebookSession.__new__(NotebookSession)  # no broker: only the result methods
     lab.name, lab.out, lab.findings, lab.measurements = "03_batch_failure", tmp_path, {}, {}
+    lab.finding_details = {}
     return lab
 
 

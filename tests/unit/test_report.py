@@ -260,19 +260,23 @@ def test_conformance_matrix_only_when_notebook_09_wrote_one(run_dir: Path) -> No
     folder.mkdir()
     (folder / "conformance.json").write_text("not json")
     assert conformance_matrix(run_dir) == ""
-    (folder / "conformance.json").write_text(json.dumps({
-        "clients": ["kafka-python", "KafkaJS"],
-        "behaviours": {"run() returns after the join": {"kafka-python": "n/a", "KafkaJS": True,
-                                                        "confluent-kafka": "yes"},
-                       "commit of offset + 1": {"KafkaJS": "yes"}}}))
+    (folder / "conformance.json").write_text(json.dumps([
+        {"behaviour": "run_returns_after_join", "client": "kafka-python",
+         "group_protocol": "classic", "broker": "kafka", "value": "n/a", "evidence": "e1"},
+        {"behaviour": "run_returns_after_join", "client": "kafkajs",
+         "group_protocol": "classic", "broker": "kafka", "value": True, "evidence": "e2"},
+        {"behaviour": "first_join_s", "client": "confluent-kafka",
+         "group_protocol": "consumer", "broker": "kafka", "value": 0.4, "evidence": "e3"},
+        {"behaviour": "first_join_s", "client": "kafkajs",
+         "group_protocol": "classic", "broker": "kafka", "value": 6.1, "evidence": "e4"}]))
     matrix = conformance_matrix(run_dir)
     rows = matrix.split("<tr>")[1:]
-    assert rows[0] == ("<th>behaviour</th><th>kafka-python</th><th>KafkaJS</th>"
-                       "<th>confluent-kafka</th></tr>")
-    assert rows[1].startswith("<th>run() returns after the join</th><td><code>n/a</code></td>"
-                              "<td><code>True</code></td><td><code>yes</code></td>")
-    assert rows[2].startswith("<th>commit of offset + 1</th><td><code></code></td>"
-                              "<td><code>yes</code></td><td><code></code></td>")
+    assert rows[0] == ("<th>behaviour</th><th>kafka-python</th><th>kafkajs</th>"
+                       "<th>confluent-kafka (consumer)</th></tr>")
+    assert rows[1].startswith("<th>run_returns_after_join</th><td><code>n/a</code></td>"
+                              "<td><code>True</code></td><td></td>")
+    assert rows[2].startswith("<th>first_join_s</th><td></td><td><code>6.1</code></td>"
+                              "<td><code>0.4</code></td>")
     page = render_report(run_dir)
     assert page.index('id="conformance"') < page.index("<nav>")
     assert page.index('<table class="answers">') < page.index('id="conformance"')

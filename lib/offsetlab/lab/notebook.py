@@ -60,6 +60,8 @@ class NotebookSession:
         self.run_id = run_id
         self.out: Path = output_dir(name, run_id)
         self.findings: dict[str, Any] = {}
+        #: ``{name: {"rule": ..., "measured": ...}}`` of the findings that have them
+        self.finding_details: dict[str, Any] = {}
         self.measurements: dict[str, Any] = {}
         self._stack = ExitStack()
         # Client logs go to a file beside the outputs: a warning printed on stderr would be an
@@ -122,7 +124,7 @@ class NotebookSession:
         self.findings[name] = value
         print(f"{name}: {value}")
         (self.out / "findings.json").write_text(json.dumps(jsonable(self.findings), indent=2) + "\n")
-        details: dict[str, Any] = self.__dict__.setdefault("finding_details", {})
+        details = self.finding_details
         if rule is None and measured is None and name not in details:
             return
         if rule is None and measured is None:

@@ -157,25 +157,42 @@ def environment_table(run: Mapping[str, Any]) -> str:
             f'broker:</p><table class="env">{_rows(fallback)}</table>')
 
 
+def _column(cell: Mapping[str, Any]) -> str:
+    """A matrix column: the client, with its group protocol and broker where not the default
+    (``classic`` on ``kafka``)."""
+    name = str(cell.get("client", "?"))
+    if cell.get("group_protocol") not in (None, "classic"):
+        name += f" ({cell['group_protocol']})"
+    if cell.get("broker") not in (None, "kafka"):
+        name += f" on {cell['broker']}"
+    return name
+
+
 def conformance_matrix(run_dir: Path) -> str:
     """The three-client conformance matrix of ``09_client_conformance/conformance.json``,
-    or "" when the run has none. The file holds ``{"clients": [...], "behaviours":
-    {behaviour: {client: value}}}`` (``clients`` optional: the clients in the order the
-    cells name them); a value is shown as written (``"yes"``, ``true``, ``"raises X"``)."""
+    or "" when the run has none. The file is a list of cells ``{"behaviour", "client",
+    "group_protocol": "classic" | "consumer", "broker", "value", "evidence"}``; the table has
+    a row per behaviour and a column per client (and protocol, and broker other than
+    ``kafka``), in the order the cells first name them; a value is shown as written."""
     doc = read_json(run_dir / CONFORMANCE_FILE)
-    behaviours = doc.get("behaviours") if isinstance(doc, Mapping) else None
-    if not isinstance(behaviours, Mapping) or not behaviours:
+    cells = [c for c in doc if isinstance(c, Mapping) and "behaviour" in c] \
+        if isinstance(doc, list) else []
+    if not cells:
         if doc is not None:
-            log.warning("%s has no 'behaviours' table", run_dir / CONFORMANCE_FILE)
+            log.warning("%s holds no conformance cells", run_dir / CONFORMANCE_FILE)
         return ""
-    clients = list(doc.get("clients") or [])
-    for cells in behaviours.values():
-        clients += [c for c in (cells or {}) if c not in clients]
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in clients)
+    columns: list[str] = []
+    table: dict[str, dict[str, Any]] = {}
+    for cell in cells:
+        column = _column(cell)
+        if column not in columns:
+            columns.append(column)
+        table.setdefault(str(cell["behaviour"]), {})[column] = cell.get("value")
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join(
-        f"<tr><th>{html.escape(str(b))}</th>"
-        + "".join(f"<td>{_code((cells or {}).get(c, ''))}</td>" for c in clients) + "</tr>"
-        for b, cells in behaviours.items())
+        f"<tr><th>{html.escape(b)}</th>"
+        + "".join(f"<td>{_code(row[c]) if c in row else ''}</td>" for c in columns) + "</tr>"
+        for b, row in table.items())
     link = f'<a href="{quote(CONFORMANCE_FILE)}">{html.escape(CONFORMANCE_FILE)}</a>'
     return (f'<section class="conformance" id="conformance"><h2>Three-client conformance</h2>'
             f'<p class="meta">from {link}</p><table class="conformance"><tr><th>behaviour</th>'
