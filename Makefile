@@ -9,7 +9,7 @@ NBVAL_OPTS := --nbval --nbval-sanitize-with notebooks/nbval_sanitize.cfg --nbval
               --nbval-current-env -p no:cacheprovider
 PROFILE ?= fast
 
-.PHONY: setup test unit integration nbval lint run lab notebooks clean-runs
+.PHONY: setup test unit integration nbval lint typecheck run lab notebooks clean-runs
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ setup: $(STAMP)
 
 lint: setup
 	$(BIN)/ruff check lib tests
+
+# mypy over the extractable adapter (settings in pyproject.toml [tool.mypy])
+typecheck: setup
+	$(BIN)/mypy lib/offsetlab/bus
 
 unit: setup
 	$(BIN)/pytest tests/unit -q

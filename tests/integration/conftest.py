@@ -1,5 +1,9 @@
 """Integration fixtures: one embedded Kafka per test session (rebalance delay 0), uuid names.
 
+Every test under this folder carries the ``integration`` marker (added below by path: a
+``pytestmark`` in a conftest.py has no effect), so ``-m integration`` / ``-m "not
+integration"`` select by folder.
+
 Set ``KAFKA_BOOTSTRAP_SERVERS`` to run the integration tests against an external cluster
 instead (tests that need a configurable or restartable broker then skip).
 """
@@ -8,11 +12,23 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from offsetlab.brokers import BrokerHandle, start_broker
 
-pytestmark = pytest.mark.integration
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.hookimpl(tryfirst=True)  # before the -m deselection reads the markers
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every collected test that lives under this folder ``integration``.
+
+    The hook sees the whole session's items (``pytest tests`` collects unit tests too),
+    hence the path check."""
+    for item in items:
+        if HERE in Path(item.path).resolve().parents:
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")

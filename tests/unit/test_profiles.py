@@ -120,24 +120,38 @@ def test_validate_takes_paths_too(notebooks) -> None:
     assert validate_profile({"01_first": {"gap_s": 1.0}}, list(notebooks.values())) == []
 
 
-# -- the project's own profiles and notebooks (whatever exists when the test runs) ----------
-REAL_PROFILES = profile_names(profiles_dir()) if profiles_dir().is_dir() else []
+# -- the project's own profiles and notebooks: missing ones fail, they never skip ----------
+REAL_PROFILES = profile_names(profiles_dir())  # [] if data/profiles is missing: fails below
 
 
-@pytest.mark.parametrize("name", REAL_PROFILES)
+def real_notebooks() -> dict[str, Path]:
+    found = discover_notebooks(notebooks_dir())
+    assert found, f"no notebooks in {notebooks_dir()}"
+    return found
+
+
+def test_the_project_has_its_profiles_and_notebooks() -> None:
+    assert profiles_dir().is_dir(), f"{profiles_dir()} is missing"
+    assert "fast" in REAL_PROFILES, f"{profiles_dir()}/fast.yaml is missing (found {REAL_PROFILES})"
+    assert notebooks_dir().is_dir(), f"{notebooks_dir()} is missing"
+    real_notebooks()
+
+
+# With no profiles the one parameter names none, and load_profile fails saying so (an empty
+# parameter list would make pytest skip the test instead).
+@pytest.mark.parametrize("name", REAL_PROFILES or ["<no profiles found>"])
 def test_every_profile_fits_the_notebooks(name: str) -> None:
-    problems = validate_profile(load_profile(name), discover_notebooks(notebooks_dir()), name=name)
+    problems = validate_profile(load_profile(name), real_notebooks(), name=name)
     assert problems == []
 
 
 def test_the_fast_profile_is_the_notebooks_defaults() -> None:
-    if "fast" not in REAL_PROFILES:
-        pytest.skip("data/profiles/fast.yaml not written yet")
+    # load_profile raises ProfileError if data/profiles/fast.yaml is missing
     assert load_profile("fast") == {}, "the stored defaults of each notebook are the fast profile"
 
 
 def test_every_notebook_has_a_parameters_cell_for_the_runner() -> None:
-    for stem, path in discover_notebooks(notebooks_dir()).items():
+    for stem, path in real_notebooks().items():
         params = notebook_parameters(path)
         missing = {"bootstrap_servers", "broker_kind", "run_id"} - set(params)
         assert not missing, f"{stem}: parameters cell lacks {sorted(missing)}"

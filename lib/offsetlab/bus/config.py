@@ -30,17 +30,19 @@ RUNNER_OWNED_KEYS: frozenset[str] = frozenset(
 def checked_bootstrap_servers(servers: Any, owner: str) -> str | tuple[str, ...]:
     """``'host:port'`` or a non-empty sequence of them (returned as a tuple); else a
     ``ConfigError`` naming ``owner``'s key. Shared by every config that takes servers."""
+    checked: str | tuple[str, ...]
     if isinstance(servers, str):
+        checked = servers
         ok = bool(servers.strip())
     else:
-        servers = tuple(servers)
-        ok = bool(servers) and all(isinstance(s, str) and s.strip() for s in servers)
+        checked = tuple(servers)
+        ok = bool(checked) and all(isinstance(s, str) and s.strip() for s in checked)
     if not ok:
         raise ConfigError(
             f"{owner}.bootstrap_servers must be 'host:port' (or several), "
-            f"got {servers!r}; pass e.g. broker.bootstrap_servers"
+            f"got {checked!r}; pass e.g. broker.bootstrap_servers"
         )
-    return servers
+    return checked
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,7 +107,8 @@ class CrashPolicy:
 
     def backoff_for(self, restart_number: int) -> float:
         """Seconds to wait before restart number ``restart_number`` (1 for the first)."""
-        return min(self.max_backoff_s, self.backoff_s * (2 ** max(0, restart_number - 1)))
+        factor: int = 2 ** max(0, restart_number - 1)  # int ** int is Any to mypy
+        return min(self.max_backoff_s, self.backoff_s * factor)
 
 
 @dataclass(frozen=True, kw_only=True)

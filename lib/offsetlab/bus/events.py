@@ -319,7 +319,8 @@ class EventRegistry:
         bad_keys = sorted(set(payload) - set(own))
         if bad_keys:
             raise MalformedEnvelope(f"{event_type} payload has unknown fields {bad_keys}")
-        hints = _type_hints(cls)
+        # mypy#11470: mypy does not see a class object as Hashable (it is); the cache keys on it
+        hints = _type_hints(cls)  # type: ignore[arg-type]
         kwargs = {k: _from_json_value(v, hints.get(k, Any)) for k, v in payload.items()}
         try:
             return cls(event_id=event_id, occurred_at=occurred_at, **kwargs)

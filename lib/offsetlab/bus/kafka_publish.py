@@ -146,7 +146,7 @@ class Producers:
         """Drop ``producer`` so the next use builds a new one; close it without waiting
         (its unacknowledged records were already reported as not written)."""
         with self._lock:
-            if self._producers.get(kind) is not producer:
+            if kind not in self._producers or self._producers[kind] is not producer:
                 return
             del self._producers[kind]
         try:

@@ -97,7 +97,7 @@ class LifecycleEvent:
 
 
 def _kind(k: LifecycleKind) -> LifecycleKind:
-    return field(default=k, init=False)  # type: ignore[return-value]
+    return field(default=k, init=False)
 
 
 @dataclass(frozen=True, kw_only=True)

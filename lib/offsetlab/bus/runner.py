@@ -157,7 +157,7 @@ def _unstick_join(consumer: Any) -> bool:
     """
     coordinator = getattr(consumer, "_coordinator", None)
     task = getattr(coordinator, "_join_task", None)
-    if task is None or not getattr(task, "is_done", False):
+    if coordinator is None or task is None or not getattr(task, "is_done", False):
         return False
     try:
         if coordinator.need_rejoin():
