@@ -37,7 +37,7 @@ integration: setup
 nbval: setup
 	$(BIN)/pytest $(NBVAL_OPTS) notebooks -q
 
-# Everything: lint, unit + integration tests, then nbval over every notebook (each starts its
+# Everything: lint, types (mypy over the bus), unit + integration tests, then nbval over every notebook (each starts its
 # own broker). Both run $(JOBS) pytest-xdist workers, a whole file per worker (--dist loadfile:
 # a notebook's cells stay in order on one kernel; each worker starts its own session broker).
 # pytest's exit 5 (nothing collected) counts as a failure here: a test command that runs
@@ -46,6 +46,7 @@ JOBS ?= 2
 XDIST := -n $(JOBS) --dist loadfile
 test: setup
 	$(BIN)/ruff check lib tests
+	$(BIN)/mypy lib/offsetlab/bus
 	$(BIN)/pytest tests -q --durations=10 $(XDIST)
 	$(BIN)/pytest $(NBVAL_OPTS) notebooks -q $(XDIST)
 
