@@ -324,13 +324,13 @@ def test_the_table_names_every_notebook() -> None:
     assert set(EXPECTED_S) <= set(discover_notebooks())
 
 
-def test_default_jobs_is_cores_plus_one_at_least_two_within_memory() -> None:
-    assert default_jobs(2, 23.4) == 3      # the machine it was measured on
+def test_default_jobs_is_one_per_core_at_least_two_within_memory() -> None:
+    assert default_jobs(2, 23.4) == 2      # the machine it was measured on
     assert default_jobs(1, 16.0) == 2      # at least 2: the notebooks mostly wait
-    assert default_jobs(8, 64.0) == 9
+    assert default_jobs(8, 64.0) == 8
     assert default_jobs(8, 8.0) == 3       # (8 GB - 2 GB reserved) // 2 GB a slot
     assert default_jobs(4, 3.0) == 1       # memory wins over the minimum of 2
-    assert default_jobs(4, None) == 5      # memory unknown: cores + 1
+    assert default_jobs(4, None) == 4      # memory unknown: cores
     assert default_jobs() >= 1
 
 

@@ -11,7 +11,7 @@ papermill with the profile's parameters, the ``-p`` overrides and the runner's o
 
 ``-j N`` runs N notebooks at once, each slot on its own broker of the requested kind (an
 external cluster is shared), longest-expected first (``offsetlab.lab.suite_pool``); the
-default N is :func:`~offsetlab.lab.suite_env.default_jobs` (cores + 1, at least 2, as many
+default N is :func:`~offsetlab.lab.suite_env.default_jobs` (one per core, at least 2, as many
 as fit in memory at 2 GB a slot). Notebooks still start their own dedicated brokers where
 they need their own settings. Findings do not depend on N (a test compares ``-j 1`` with
 ``-j 2``).
@@ -316,7 +316,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", action="append", default=[], metavar="01,05",
                         help="number prefixes (or stems) of the notebooks to run; repeatable")
     parser.add_argument("-j", "--jobs", type=int, default=None, metavar="N",
-                        help="notebooks run at once, each on its own broker (default: cores + 1, "
+                        help="notebooks run at once, each on its own broker (default: one per core, "
                              f"at least 2, as memory allows: {default_jobs()} here)")
     parser.add_argument("--broker", choices=BROKER_KINDS, default="auto",
                         help="broker kind of the run's brokers, one per slot (default auto)")

@@ -82,15 +82,17 @@ def memory_gb() -> float | None:
 def default_jobs(n_cores: int | None = None, mem_gb: float | None = None) -> int:
     """How many notebooks ``offsetlab run`` runs at once when ``-j`` is not given.
 
-    The rule: ``cores + 1``, at least 2, and no more slots than fit in memory at
-    ``SLOT_MEMORY_GB`` each after ``RESERVED_MEMORY_GB`` (at least 1 slot). The notebooks wait
-    more than they compute (group joins, session timeouts, outages they sit through), so one
-    slot more than the cores fills the waits; more than that made every notebook slower on
-    2 cores without shortening the run (README, "Running the notebooks"). On the 2-core,
-    24 GB machine it was measured on: 3."""
+    The rule: one slot per core, at least 2, and no more slots than fit in memory at
+    ``SLOT_MEMORY_GB`` each after ``RESERVED_MEMORY_GB`` (at least 1 slot). The notebooks
+    wait more than they compute (group joins, session timeouts, outages they sit through), so
+    even one core has room for a second notebook. More slots than cores finished sooner on the
+    2-core machine it was measured on (full fast profile: -j 1 265 s, -j 2 142 s, -j 3 104 s,
+    -j 4 86 s) but changed a finding: E02's runner, under that load, had already crashed 1 s
+    after its broker stopped (README, "Running the notebooks"). A default must find what a
+    serial run finds, so: 2 there."""
     n_cores = cores() if n_cores is None else n_cores
     mem_gb = memory_gb() if mem_gb is None else mem_gb
-    jobs = max(2, n_cores + 1)
+    jobs = max(2, n_cores)
     if mem_gb is not None:
         jobs = min(jobs, max(1, int((mem_gb - RESERVED_MEMORY_GB) // SLOT_MEMORY_GB)))
     return jobs
