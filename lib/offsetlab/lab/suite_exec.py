@@ -1,6 +1,6 @@
 """Executing one notebook with papermill, safely from several threads at once.
 
-:class:`PapermillExecutor` is the suite runner's default executor. Three things differ from a
+:class:`PapermillExecutor` is the suite runner's default executor. Four things differ from a
 plain ``papermill.execute_notebook(source, output, parameters=...)``:
 
 * **The parameters are injected before papermill runs** (papermill's own
@@ -15,6 +15,9 @@ plain ``papermill.execute_notebook(source, output, parameters=...)``:
   instead of TCP on 127.0.0.1: ipykernel >= 7 warns on stderr, from inside the kernel process,
   that it "is running over TCP without encryption", and a kernel that only ever talks to the
   process that started it needs no TCP ports (none to race for when notebooks start at once).
+* **No SIGINT before a normal shutdown**: jupyter_client interrupts a kernel before asking it
+  to shut down, which can land in the kernel's last reply and print "KeyboardInterrupt
+  caught in kernel." on the terminal.
 * **No process-wide ``chdir``**: papermill's ``cwd=`` changes the working directory of the
   whole process for the run, which several threads would undo for each other; the kernel's
   working directory is set through nbclient's ``resources`` instead.
@@ -103,6 +106,16 @@ class PapermillExecutor:
                     prefix.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                     self.transport = "ipc"
                     self.ip = str(prefix)  # sockets <prefix>-<n>, removed by cleanup_resources
+
+            async def _async_interrupt_kernel(self) -> None:
+                # jupyter_client's shutdown_kernel() SIGINTs the kernel before asking it to
+                # shut down; when the notebook has finished, that only races the kernel's
+                # last reply ("[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel." on
+                # the terminal, about one run in six). A kernel still busy when asked to
+                # shut down is killed after shutdown_wait_time; the runner's own interrupt
+                # signals kernels directly (PapermillExecutor.interrupt).
+                if not self.shutting_down:
+                    await super()._async_interrupt_kernel()
 
             async def start_kernel(self, **kw: Any) -> None:
                 if executor._stopping:

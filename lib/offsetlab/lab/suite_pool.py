@@ -165,6 +165,7 @@ class Pool:
         self.first_broker: Any = None
         self.started: dict[str, float] = {}  # running stem -> monotonic start
         self.broker_errors: list[dict[str, Any]] = []
+        self.done = [threading.Event() for _ in range(jobs)]  # slot i has stopped its broker
         self.lock = record.lock
         record.doc["broker"]["slots"] = [
             {"slot": i, "kind": None, "bootstrap_servers": None, "cold_start_s": None,
@@ -172,31 +173,33 @@ class Pool:
 
     # -- main thread ----------------------------------------------------------------------
     def run(self) -> None:
-        threads = [threading.Thread(target=self._slot, args=(i,), name=f"offsetlab-slot-{i}",
-                                    daemon=True) for i in range(self.jobs)]
-        for t in threads:
-            t.start()
+        # Slots report they are done through events, not Thread.join/is_alive: a Ctrl-C that
+        # interrupts Thread.join (CPython 3.11, bpo-45274's fix) can mark a thread that still
+        # runs as stopped, and this method would return while a slot still stops its broker.
+        for i in range(self.jobs):
+            threading.Thread(target=self._slot, args=(i,), name=f"offsetlab-slot-{i}",
+                             daemon=True).start()
         try:
-            _join(threads)
+            _wait(self.done)
         except KeyboardInterrupt:
             self.interrupt()
         if not self.interrupted:
             return
         # a slot may have raised the interrupt itself; either way: stop what runs, then wait
         try:
-            if not _join(threads, KILL_AFTER_S):
+            if not _wait(self.done, KILL_AFTER_S):
                 self._kill()
-                _join(threads, GIVE_UP_AFTER_S)
+                _wait(self.done, GIVE_UP_AFTER_S)
         except KeyboardInterrupt:  # a second Ctrl-C: kill now, wait a little
             self._kill()
             try:
-                _join(threads, 10.0)
+                _wait(self.done, 10.0)
             except KeyboardInterrupt:
                 pass
-        alive = [t.name for t in threads if t.is_alive()]
-        if alive:
-            log.warning("%s did not stop in time; their brokers stop with this process (guard)",
-                        ", ".join(alive))
+        busy = [str(i) for i, ev in enumerate(self.done) if not ev.is_set()]
+        if busy:
+            log.warning("slot(s) %s did not stop in time; their brokers stop with this process "
+                        "(guard)", ", ".join(busy))
 
     def interrupt(self, why: str = "the run was interrupted") -> None:
         """Stop the run: nothing new starts, running notebooks are marked and signalled."""
@@ -245,6 +248,12 @@ class Pool:
 
     # -- slot threads ---------------------------------------------------------------------
     def _slot(self, i: int) -> None:
+        try:
+            self._run_slot(i)
+        finally:
+            self.done[i].set()
+
+    def _run_slot(self, i: int) -> None:
         try:
             got = self._start_broker(i)
         except KeyboardInterrupt:
@@ -373,15 +382,14 @@ class Pool:
         self.bar.set_postfix(counts)
 
 
-def _join(threads: Sequence[threading.Thread], timeout_s: float | None = None) -> bool:
-    """Wait for the threads (in short steps, so Ctrl-C reaches the main thread); True when
-    all finished within ``timeout_s``."""
+def _wait(events: Sequence[threading.Event], timeout_s: float | None = None) -> bool:
+    """Wait until every event is set (in short steps, so Ctrl-C reaches the main thread);
+    True when they all were within ``timeout_s``."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    for t in threads:
-        while t.is_alive():
+    for ev in events:
+        while not ev.wait(0.2):
             if deadline is not None and time.monotonic() >= deadline:
                 return False
-            t.join(0.2)
     return True
 
 
