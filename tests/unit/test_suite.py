@@ -466,6 +466,20 @@ def test_two_slots_run_at_once_each_on_its_own_broker_and_a_failure_stops_nothin
     assert doc["status"] == "failed" and doc["error"] is None
 
 
+def test_the_progress_bar_counts_running_passed_and_failed(lab, capsys) -> None:
+    execute = SlotExecutor({"02_second": RuntimeError("cell exploded")},
+                           together=["01_first", "02_second"])
+    run_suite(SuiteConfig(notebooks_dir=lab["notebooks"], profiles_dir=lab["profiles"],
+                          runs_dir=lab["runs"], run_id="bar", jobs=2, report=False),
+              broker_factory=FakeBrokers(), execute=execute)
+    out, err = capsys.readouterr()
+    assert "running=2, passed=0, failed=0" in err  # both ran at once
+    assert "running=0, passed=2, failed=1" in err  # the last state
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert sorted(line.split()[1] for line in lines) == ["01_first", "02_second", "10_tenth"]
+    assert any(line.split()[0] == "failed" and "RuntimeError: cell exploded" in line for line in lines)
+
+
 def test_slots_run_the_longest_expected_first(lab) -> None:
     write_run(lab["runs"], "before", "fast", "2026-01-01T00:00:00+00:00",
               {"01_first": ("passed", 1.0), "02_second": ("passed", 30.0), "10_tenth": ("passed", 5.0)})

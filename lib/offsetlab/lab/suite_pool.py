@@ -372,14 +372,20 @@ class Pool:
             err = entry["error"]
             self.bar.write(f"{entry['status']:>7}  {stem}  ({entry['duration_s']:.1f} s)"
                            + (f"  {err['type']}: {err['message'][:120]}" if err else ""))
-            self.bar.update(1)
-            self._show()
+            self._show(finished=1)
 
-    def _show(self) -> None:
+    def _show(self, finished: int = 0) -> None:
+        """Under the lock: the bar names the running notebooks (number prefixes) and counts
+        running, passed and failed ones; one refresh per change."""
         counts = {s: sum(v == s for v in self.statuses.values())
                   for s in ("running", "passed", "failed")}
-        self.bar.set_description(" ".join(s.split("_")[0] for s in self.started) or "done")
-        self.bar.set_postfix(counts)
+        self.bar.set_description(" ".join(s.split("_")[0] for s in self.started) or "done",
+                                 refresh=False)
+        self.bar.set_postfix(counts, refresh=False)
+        if finished:
+            self.bar.update(finished)
+        else:
+            self.bar.refresh()
 
 
 def _wait(events: Sequence[threading.Event], timeout_s: float | None = None) -> bool:
@@ -395,9 +401,10 @@ def _wait(events: Sequence[threading.Event], timeout_s: float | None = None) -> 
 
 # -- progress ---------------------------------------------------------------------------------
 class NoBar:
-    def set_description(self, *_: Any) -> None: ...
+    def set_description(self, *_: Any, **__: Any) -> None: ...
     def set_postfix(self, *_: Any, **__: Any) -> None: ...
     def update(self, *_: Any) -> None: ...
+    def refresh(self) -> None: ...
     def close(self) -> None: ...
 
     def write(self, text: str) -> None:
