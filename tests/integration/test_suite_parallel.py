@@ -29,7 +29,7 @@ def test_one_slot_and_two_slots_find_the_same(tmp_path: Path, monkeypatch) -> No
     for jobs in (1, 2):
         result = run_suite(SuiteConfig(only=SELECTION, broker="kafka", jobs=jobs,
                                        run_id=f"j{jobs}", runs_dir=tmp_path, progress=False,
-                                       report=False, cell_timeout_s=180))
+                                       report=jobs == 2, cell_timeout_s=180))
         assert result.status == "passed", (jobs, json.loads((result.run_dir / "run.json").read_text()))
         runs[jobs] = result.run_dir
 
@@ -47,3 +47,10 @@ def test_one_slot_and_two_slots_find_the_same(tmp_path: Path, monkeypatch) -> No
     assert {nb["slot"] for nb in nbs} == {0, 1}
     start = [datetime.fromisoformat(nb["started_at"]).timestamp() for nb in nbs]
     assert abs(start[0] - start[1]) < min(nb["duration_s"] for nb in nbs)  # they overlapped
+
+    # the report a reader opens: one picture per experiment (the main plot), none missing
+    assert result.report is not None
+    page = result.report.read_text()
+    assert page.count('<img class="plot"') == len(SELECTION), page.count('<img class="plot"')
+    assert "no plot" not in page
+    assert page.count("data:image/png;base64,") >= len(SELECTION)
