@@ -280,7 +280,7 @@ def _e05(f: Findings) -> str:
 
 
 # -- E06 ------------------------------------------------------------------------------------
-E06_THROUGHPUT = "outage: healthy throughput during it, retry topic / main topic >= 1.25"
+E06_THROUGHPUT = E05_THROUGHPUT  # the shared outage (lab.experiments.outage) finds it for both
 E06_LOST = "outage: lost per pipeline"
 E06_RAW_FAILED = "outage: raw retriers' retries that failed during the outage [process, move-back]"
 E06_BUS_FAILED = "outage: bus-retry-topic retries that failed during the outage >= 1"
