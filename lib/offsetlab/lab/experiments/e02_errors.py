@@ -51,6 +51,12 @@ SCENARIOS = ("success", "missing topic, auto-create on", "missing topic, auto-cr
 INVALID_TOPIC = "not a valid topic!"
 #: lifecycle kinds that mark a runner's life (rebalances and commits vary in number)
 MILESTONES = ("connect", "group_join", "crash", "stop", "disconnect")
+#: scenarios whose runner milestones differ between runs of the same code, so they are
+#: measurements, not findings. *broker stopped while running*: in some runs the runner stays
+#: RUNNING until it is stopped; in others a request in flight when the broker goes gets
+#: ECONNREFUSED, the runner emits ``crash``, restarts once and its restart fails to bootstrap
+#: (both seen on the embedded Kafka within one session, on an idle and on a loaded machine).
+VARIES_WITH_TIMING = ("broker stopped while running",)
 #: scenarios whose topic exists: the runner's consumer fetches its metadata before it
 #: subscribes (see e01's ``warmed_consumer``); the others keep kafka-python's own behaviour
 _WARM = ("success", "subscribe while running", "broker stopped while running", "handler raises")
@@ -340,8 +346,8 @@ def runner_scenario(m: Matrix, broker: BrokerHandle, scenario: str, s: Settings,
             m.note(client, scenario, f"topic exists afterwards: {_topic_exists(broker.bootstrap_servers, topic)}")
         if scenario == "broker stopped while running" and ok:
             _stop(broker, stop_barrier)
+            # no note of the runner's state here: it varies between runs (VARIES_WITH_TIMING)
             time.sleep(s.after_stop_s)
-            m.note(client, scenario, f"state {s.after_stop_s:g} s after the stop: {runner.state.name}")
         if scenario == "handler raises" and ok:
             # 0 and 1 (raises), then after the restart 1 again and 2
             deadline = time.monotonic() + s.join_wait_s
