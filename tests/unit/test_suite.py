@@ -540,6 +540,19 @@ def test_an_interrupt_stops_every_slot_and_broker(lab) -> None:
 
 def test_ctrl_c_in_the_main_thread_interrupts_the_running_notebooks(lab) -> None:
     import _thread
+    import signal
+
+    # _thread.interrupt_main() does nothing while SIGINT is not handled by Python (SIG_IGN or
+    # SIG_DFL); once under `make test` no interrupt arrived at all, so the test sets the handler
+    # it relies on instead of inheriting whatever the process has
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _ctrl_c_interrupts_the_running_notebooks(lab, _thread)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _ctrl_c_interrupts_the_running_notebooks(lab, _thread) -> None:
 
     # slot 0's broker (the first: with "auto" the other slots wait for its kind) takes a while
     # to stop, and run_suite must wait for it: a Ctrl-C that lands in Thread.join makes
