@@ -57,6 +57,13 @@ MILESTONES = ("connect", "group_join", "crash", "stop", "disconnect")
 #: ECONNREFUSED, the runner emits ``crash``, restarts once and its restart fails to bootstrap
 #: (both seen on the embedded Kafka within one session, on an idle and on a loaded machine).
 VARIES_WITH_TIMING = ("broker stopped while running",)
+#: scenarios where the raw consumer's first assignment differs between runs, so the matrix
+#: gives its outcome without the partition count. *missing topic, auto-create on*: the
+#: metadata request that creates the topic races the group join (kafka-python 3.0.12 can
+#: join before its metadata shows the topic and then holds no partition): 1 partition in
+#: most runs, 0 in some (both seen on the embedded Kafka; the runner's matrix row already
+#: leaves the count out for the missing-topic scenarios)
+PARTITIONS_VARY = ("missing topic, auto-create on",)
 #: scenarios whose topic exists: the runner's consumer fetches its metadata before it
 #: subscribes (see e01's ``warmed_consumer``); the others keep kafka-python's own behaviour
 _WARM = ("success", "subscribe while running", "broker stopped while running", "handler raises")
@@ -268,7 +275,8 @@ def _raw_run(m: Matrix, client: str, scenario: str, consumer: KafkaConsumer, top
     has_records = scenario in ("success", "broker stopped while running")
     m.attempt(client, scenario, "start/run", lambda: _poll_until_assigned(
         consumer, s, records=has_records, wait_long=_assign_wait(scenario, s) == s.join_wait_s),
-              describe=lambda v: f"{outcome(v)}, {len(consumer.assignment())} partitions assigned")
+              describe=lambda v: outcome(v) if scenario in PARTITIONS_VARY
+              else f"{outcome(v)}, {len(consumer.assignment())} partitions assigned")
     if scenario == "subscribe while running":
         m.attempt(client, scenario, "subscribe", lambda: consumer.subscribe([unique("e02-other")]))
         m.note(client, scenario, f"subscription after it: {sorted(consumer.subscription() or ()) != [topic]}"
