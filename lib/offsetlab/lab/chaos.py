@@ -41,7 +41,6 @@ import json
 import logging
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
@@ -55,7 +54,7 @@ from typing import IO, Any, Protocol
 
 from offsetlab.bus.errors import ConfigError
 
-from .chaos_worker import CONSUMER_MODES, MODES, RELEASE, ChaosEvent, chaos_registry
+from .chaos_worker import CONSUMER_MODES, HOLDING, MODES, RELEASE, ChaosEvent, chaos_registry
 from .paths import runs_dir
 
 __all__ = ["ChaosConfig", "ChaosResult", "run_chaos", "add_arguments", "main"]
@@ -67,7 +66,6 @@ BROKER_SETTINGS = {"group.initial.rebalance.delay.ms": 0}
 POLL_BATCH = 500
 #: unsafe mode: how long a kill waits for a worker to hold a committed, unhandled batch
 HOLD_WAIT_S = 60.0
-_HOLDING = re.compile(r" holding (\d+) committed unhandled")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -211,7 +209,7 @@ class WorkerPool:
         found = []
         for w in self.alive():
             text = w.log.read_text(errors="replace")
-            m = _HOLDING.search(text)
+            m = HOLDING.search(text)
             if m and "released" not in text[m.end():]:
                 found.append((w, int(m.group(1))))
         return found

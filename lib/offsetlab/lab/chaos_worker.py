@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -100,6 +101,9 @@ class EventLog:
 
 #: what the orchestrator writes to a holding worker's stdin to let it handle its batch
 RELEASE = b"release\n"
+#: the log line of a worker holding a committed batch unhandled (group 1: its size); the
+#: orchestrator reads it to pick a victim
+HOLDING = re.compile(r" holding (\d+) committed unhandled")
 
 
 def _watch_parent(on_orphan: Callable[[], None], released: threading.Event) -> None:
@@ -177,7 +181,7 @@ def consume_raw(args: argparse.Namespace, events: EventLog, stop: threading.Even
             if commit_first and _commit(consumer) and hold:
                 hold = False
                 n = sum(len(records) for records in batches.values())
-                _say(f"holding {n} committed unhandled")
+                _say(f"holding {n} committed unhandled")  # matches HOLDING
                 while not released.is_set() and not stop.wait(0.05):
                     pass
                 _say("released")
