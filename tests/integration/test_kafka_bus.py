@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer
 from offsetlab.brokers import BrokerHandle
+from offsetlab.bus import deadline, testing
 from offsetlab.bus.events import Event, EventRegistry
 from offsetlab.bus.headers import ATTEMPT, parse_provenance
 from offsetlab.bus.interface import ActivityKind, Subscription
@@ -48,48 +49,15 @@ class Job(Event):
 
 
 def wait_until(predicate: Callable[[], bool], what: str, timeout_s: float = TIMEOUT_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout_s}s for {what}")
-        time.sleep(0.05)
+    try:
+        deadline.wait_until(predicate, timeout_s=timeout_s, what=what)
+    except TimeoutError as exc:
+        raise AssertionError(str(exc)) from None
 
 
 def read_topic(servers: str, topic: str) -> list[Any]:
     """Every record of ``topic`` from the beginning to its current end (group-less)."""
-    consumer = KafkaConsumer(bootstrap_servers=servers, group_id=None, enable_auto_commit=False,
-                             allow_auto_create_topics=False)
-    try:
-        consumer.topics()
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            return []
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        end = consumer.end_offsets(tps)
-        out: list[Any] = []
-        deadline = time.monotonic() + 20
-        while any(consumer.position(tp) < end[tp] for tp in tps):
-            assert time.monotonic() < deadline, f"could not read {topic} to its end"
-            for batch in consumer.poll(timeout_ms=200).values():
-                out.extend(batch)
-        return sorted(out, key=lambda r: (r.partition, r.offset))
-    finally:
-        consumer.close()
-
-
-def committed_and_end(servers: str, group: str, topic: str) -> tuple[dict[int, int], dict[int, int]]:
-    """The group's committed positions and the end offsets, per partition of ``topic``."""
-    consumer = KafkaConsumer(bootstrap_servers=servers, group_id=group, enable_auto_commit=False)
-    try:
-        consumer.topics()
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        end = {tp.partition: off for tp, off in consumer.end_offsets(tps).items()}
-        committed = {tp.partition: consumer.committed(tp) or 0 for tp in tps}
-        return committed, end
-    finally:
-        consumer.close()
+    return testing.read_topic(servers, topic)
 
 
 class Script:
@@ -164,15 +132,7 @@ def test_strategy_end_to_end_commits_everything_and_creates_topics(
     wait_until(lambda: len(read_topic(servers, dlt)) == 1 and handler.count()[2] == 3,
                "one dead letter and three deliveries of n=2")
     read_topics = sub.spec.topics
-
-    def all_committed() -> bool:
-        for t in read_topics:
-            committed, end = committed_and_end(servers, group, t)
-            if committed != end:
-                return False
-        return True
-
-    wait_until(all_committed, f"group {group} committed {read_topics} to their ends")
+    testing.wait_committed_to_end(servers, group, read_topics, timeout_s=TIMEOUT_S)
     sub.stop()
     assert handler.count() == Counter({0: 1, 1: 1, 2: 3, 3: 3, 4: 1, 5: 1})
     [dead] = read_topic(servers, dlt)
@@ -225,7 +185,7 @@ def test_poison_message_dead_lettered_with_provenance_and_later_messages_continu
     assert prov.original_timestamp_ms is not None
     # in order: 0, then n=1 four times (first try + 3 retries), then 2, 3, 4
     assert handler.seen == [0, 1, 1, 1, 1, 2, 3, 4]
-    wait_until(lambda: committed_and_end(servers, group, poison.topic)[0][poison.partition]
+    wait_until(lambda: testing.committed_offsets(servers, group, poison.topic).get(poison.partition)
                == poison.offset + 4, "commit past the last message")
     sub.stop()
 
@@ -315,10 +275,10 @@ def test_unacknowledged_copy_is_never_committed(
     failed = [a for a in bus.activities(ActivityKind.PUBLISH_FAILED)
               if a.offset == r1.offset and a.partition == r1.partition]
     assert len(failed) >= 2 and all("not committed" in a.detail for a in failed)
-    committed, _ = committed_and_end(servers, group, r1.topic)
-    assert committed[r1.partition] == r1.offset  # n=0 committed, n=1 not
+    committed = testing.committed_offsets(servers, group, r1.topic)
+    assert committed.get(r1.partition, 0) == r1.offset  # n=0 committed, n=1 not
     assert handler.seen.count(0) == 1
     assert read_topic(servers, dead_letter_topic(r0.topic)) == []
     sub.stop()
-    committed, _ = committed_and_end(servers, group, r1.topic)
-    assert committed[r1.partition] == r1.offset
+    committed = testing.committed_offsets(servers, group, r1.topic)
+    assert committed.get(r1.partition, 0) == r1.offset

@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 from offsetlab.brokers import BrokerHandle
+from offsetlab.bus import testing
 from offsetlab.bus.breaker import BreakerState, CircuitBreaker
 from offsetlab.bus.events import Event, EventRegistry
 from offsetlab.bus.interface import ActivityKind
@@ -69,17 +69,6 @@ def _handler(dep: Dependency, breaker: CircuitBreaker) -> Callable[[Event], None
     return handle
 
 
-def _committed_to_end(servers: str, group: str, topic: str) -> bool:
-    consumer = KafkaConsumer(bootstrap_servers=servers, group_id=group, enable_auto_commit=False)
-    try:
-        consumer.topics()
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        end = consumer.end_offsets(tps)
-        return all((consumer.committed(tp) or 0) == end[tp] for tp in tps)
-    finally:
-        consumer.close()
-
-
 def _subscribe(bus: KafkaBus, dep: Dependency, breaker: CircuitBreaker, group: str,
                events: list[LifecycleEvent], name: str = "") -> Any:
     sub = bus.subscribe(Job, _handler(dep, breaker), group=group, depends_on=(breaker,),
@@ -119,8 +108,8 @@ def test_open_breaker_longer_than_session_timeout_keeps_membership_then_drains(
     assert sub.runner.assignment(), "still assigned"
     dep.up = True
     wait_until(lambda: sorted(dep.handled) == list(range(6)), "the backlog to drain")
-    wait_until(lambda: _committed_to_end(kafka_broker.bootstrap_servers, group,
-                                         bus.registry.topic_for(Job)), "commits to the end")
+    wait_until(lambda: testing.committed_to_end(kafka_broker.bootstrap_servers, group,
+                                                bus.registry.topic_for(Job)), "commits to the end")
     assert Counter(dep.handled) == Counter(range(6)), "each handled once successfully"
     assert breaker.state is BreakerState.CLOSED
     assert [t.state for t in breaker.transitions] == [

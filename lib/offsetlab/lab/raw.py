@@ -1,7 +1,9 @@
-"""Raw kafka-python steps the notebooks share: topics, keyed produce, a group that drains.
+"""Raw kafka-python steps the notebooks share: topics, keyed produce, a group that drains,
+and reading a topic and a group's offsets back (:mod:`offsetlab.bus.testing` on a broker).
 
-These are deliberately plain kafka-python (no offsetlab.bus): the notebooks show what the raw
-client does before they show the adapter.
+These are deliberately plain kafka-python, not the adapter: the notebooks show what the raw
+client does before they show the adapter (the readers and :class:`~offsetlab.bus.deadline.Deadline`
+come from ``offsetlab.bus``, plain kafka-python and standard library themselves).
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from typing import Any
 from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
-from kafka.structs import TopicPartition
 
 from offsetlab.brokers import BrokerHandle
+from offsetlab.bus import testing
+from offsetlab.bus.deadline import Deadline
 
 
 def unique(prefix: str) -> str:
@@ -38,9 +41,9 @@ def create_topic(broker: BrokerHandle, name: str, partitions: int = 1, *, timeou
         admin.close()
     consumer = KafkaConsumer(**broker.clients())
     try:
-        deadline = time.monotonic() + timeout_s
+        deadline = Deadline(timeout_s)
         while len(consumer.partitions_for_topic(name) or ()) < partitions:
-            if time.monotonic() > deadline:
+            if deadline.expired():
                 raise TimeoutError(f"topic {name} did not show {partitions} partitions on "
                                    f"{broker.bootstrap_servers} within {timeout_s} s")
             time.sleep(0.1)
@@ -82,27 +85,24 @@ def produce(broker: BrokerHandle, topic: str, messages: Iterable[tuple[str, str]
 
 def read_topic(broker: BrokerHandle, topic: str, *, timeout_s: float = 20.0) -> list[Any]:
     """Every record of ``topic`` now, sorted by (partition, offset), read to its end with a
-    group-less consumer (no commits, never creates the topic: a missing topic reads as [])."""
-    consumer = KafkaConsumer(**broker.clients(group_id=None, enable_auto_commit=False,
-                                              allow_auto_create_topics=False))
-    try:
-        consumer.topics()  # fresh metadata: a topic created a moment ago is seen
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        end = consumer.end_offsets(tps)
-        out: list[Any] = []
-        deadline = time.monotonic() + timeout_s
-        while any(consumer.position(tp) < end[tp] for tp in tps):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"could not read {topic} to its end within {timeout_s} s")
-            for records in consumer.poll(timeout_ms=200).values():
-                out.extend(records)
-        return sorted(out, key=lambda r: (r.partition, r.offset))
-    finally:
-        consumer.close()
+    group-less consumer (no commits, never creates the topic: a missing topic reads as []);
+    :func:`offsetlab.bus.testing.read_topic` with the broker's client settings."""
+    return testing.read_topic(broker.bootstrap_servers, topic, timeout_s=timeout_s,
+                              client_settings=broker.client_config)
+
+
+def committed_offsets(broker: BrokerHandle, group: str, topic: str) -> dict[int, int]:
+    """``group``'s committed positions on ``topic`` (partition -> next offset; partitions
+    never committed left out): :func:`offsetlab.bus.testing.committed_offsets`."""
+    return testing.committed_offsets(broker.bootstrap_servers, group, topic,
+                                     client_settings=broker.client_config)
+
+
+def end_offsets(broker: BrokerHandle, topic: str) -> dict[int, int]:
+    """The end offset of each partition of ``topic`` now ({} for a missing topic, which is
+    not created): :func:`offsetlab.bus.testing.end_offsets`."""
+    return testing.end_offsets(broker.bootstrap_servers, topic,
+                               client_settings=broker.client_config)
 
 
 def warmed_consumer(topics: Sequence[str]) -> Callable[..., KafkaConsumer]:
@@ -198,21 +198,21 @@ class RawGroup:
 
     def wait_assigned(self, partitions: int, timeout_s: float = 30.0) -> dict[str, list[int]]:
         """Until every member holds partitions and together they hold ``partitions``."""
-        deadline = time.monotonic() + timeout_s
+        deadline = Deadline(timeout_s)
         while True:
             a = self.assignment()
             if all(a.values()) and sum(map(len, a.values())) == partitions:
                 return a
             if self.errors:
                 raise next(iter(self.errors.values()))
-            if time.monotonic() > deadline:
+            if deadline.expired():
                 raise TimeoutError(f"group did not settle within {timeout_s} s: {a}")
             time.sleep(0.05)
 
     def drain(self, expect: int, timeout_s: float = 30.0) -> dict[str, list[Any]]:
         """Until ``expect`` records were received in total (or ``timeout_s``)."""
-        deadline = time.monotonic() + timeout_s
-        while self.count() < expect and time.monotonic() < deadline and not self.errors:
+        deadline = Deadline(timeout_s)
+        while self.count() < expect and not deadline.expired() and not self.errors:
             time.sleep(0.05)
         with self._lock:
             return {m: list(r) for m, r in self.received.items()}
