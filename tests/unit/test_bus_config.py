@@ -60,6 +60,10 @@ BAD: dict[str, tuple[dict[str, Any], str]] = {
     "partitions-float": ({"default_partitions": 2.0}, r"KafkaBusConfig\.default_partitions=2\.0"),
     "name-empty": ({"name": ""}, r"KafkaBusConfig\.name must be"),
     "name-not-str": ({"name": 7}, r"KafkaBusConfig\.name must be"),
+    "client-unknown-library": ({"client": "kafkajs"}, r"KafkaBusConfig\.client='kafkajs'"),
+    "client-none": ({"client": None}, r"KafkaBusConfig\.client=None"),
+    "factory-not-callable": ({"consumer_factory": "KafkaConsumer"},
+                             r"KafkaBusConfig\.consumer_factory must be callable"),
 }
 for _key in ("publish_timeout_s", "reproduce_timeout_s", "join_timeout_s", "admin_timeout_s"):
     for _label, _value in (("zero", 0), ("negative", -1.0), ("nan", math.nan), ("inf", math.inf),
@@ -73,7 +77,7 @@ VALIDATED_KEYS = {
     "bootstrap_servers", "client_settings", "publish_producer", "reproduce_producer",
     "publish_timeout_s", "reproduce_timeout_s", "consumer_settings", "poll_timeout_ms",
     "crash_policy", "join_timeout_s", "create_topics", "default_partitions", "admin_timeout_s",
-    "include_stacktrace", "keep_activity", "name",
+    "include_stacktrace", "keep_activity", "name", "client", "consumer_factory",
 }
 
 
@@ -131,6 +135,6 @@ def test_a_full_valid_config_is_normalised() -> None:
     assert (runner.poll_timeout_ms, runner.crash_policy) == (50, policy)
     assert runner.kafka_kwargs()["bootstrap_servers"] == ["a:9092", "b:9092"]
 
-    admin = config.admin_kwargs()
+    admin = config.admin().kwargs  # type: ignore[attr-defined]  # the kafka-python admin's
     assert admin["client_id"] == "orders-admin" and admin["bootstrap_timeout_ms"] == 3000
     assert admin["security_protocol"] == "PLAINTEXT"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from offsetlab.bus.runner import _unstick_join
+from offsetlab.bus.transports.kafka_python.compat import unstick_join as _unstick_join
 
 
 @dataclass

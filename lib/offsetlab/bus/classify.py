@@ -7,7 +7,8 @@ a consumer that crashed); the classifier only answers "is it worth trying again?
 
 Lookup walks the exception's MRO, most specific class first, so an entry for a subclass
 beats one for its base, and the first class found in either table decides. kafka-python
-errors that no table names use their own ``retriable`` flag. An exception nobody named is
+errors and confluent-kafka ``KafkaException`` values that no table names use the client's own
+``retriable`` flag. An exception nobody named is
 ``unknown`` (retriable by default, like Spring Kafka's ``DefaultErrorHandler``: retries are
 bounded by ``max_retries`` and end in the dead-letter topic, so a bug costs a few
 deliveries, while a transient failure we did not foresee is not lost).
@@ -29,8 +30,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from kafka.errors import KafkaError
-
 from offsetlab.bus.errors import ConfigError, DependencyUnavailable, EnvelopeError
 
 __all__ = ["Classification", "ErrorClassifier", "DEFAULT_RETRIABLE", "DEFAULT_FATAL"]
@@ -51,6 +50,23 @@ DEFAULT_RETRIABLE: tuple[type[BaseException], ...] = (
     DependencyUnavailable,
 )
 DEFAULT_FATAL: tuple[type[BaseException], ...] = (EnvelopeError, ValueError, TypeError, KeyError)
+
+
+def _client_retriable(cls: type, exc: BaseException) -> bool | None:
+    """The client library's own retriable flag when ``cls`` is its error root, else ``None``.
+
+    Recognised by name, so the classifier imports no client: kafka-python's
+    ``kafka.errors.KafkaError`` (a ``retriable`` class attribute) and confluent-kafka's
+    ``KafkaException`` (its ``KafkaError`` argument answers ``retriable()``).
+    """
+    module, name = cls.__module__, cls.__qualname__
+    if name == "KafkaError" and module == "kafka.errors":
+        return bool(getattr(exc, "retriable", False))
+    if name == "KafkaException" and module.split(".")[0] in ("cimpl", "confluent_kafka"):
+        error = exc.args[0] if exc.args else None
+        check = getattr(error, "retriable", None)
+        return bool(check()) if callable(check) else False
+    return None
 
 
 def _check_types(method: str, types: tuple[object, ...]) -> None:
@@ -95,8 +111,8 @@ class ErrorClassifier:
             hit = self._table.get(cls)
             if hit is not None:
                 return hit
-            if cls is KafkaError:
-                retriable = bool(getattr(exc, "retriable", False))
+            retriable = _client_retriable(cls, exc)
+            if retriable is not None:
                 return Classification.RETRIABLE if retriable else Classification.FATAL
         return self.unknown
 

@@ -1,9 +1,10 @@
 """Configuration of the consumer runner: :class:`RunnerConfig` and its :class:`CrashPolicy`.
 
 Both are frozen keyword-only dataclasses validated in ``__post_init__``; a bad value raises
-:class:`~offsetlab.bus.errors.ConfigError` naming the key and the fix. kafka-python settings
-pass through ``consumer_settings`` and are checked against ``KafkaConsumer.DEFAULT_CONFIG``
-up front, so a typo fails when the config is built, not minutes later on a thread.
+:class:`~offsetlab.bus.errors.ConfigError` naming the key and the fix. Client settings
+pass through ``consumer_settings`` and are checked by the client's transport up front
+(kafka-python: against ``KafkaConsumer.DEFAULT_CONFIG``), so a typo fails when the config
+is built, not minutes later on a thread.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
-
-from kafka import KafkaConsumer
 
 from offsetlab.bus.errors import ConfigError
 
@@ -127,10 +126,15 @@ class RunnerConfig:
       join, so ``run()`` returns within a few tens of ms of the assignment arriving.
     - ``close_timeout_ms`` (default 10000): budget for the final commit and ``close()``.
     - ``crash_policy``: see :class:`CrashPolicy`.
-    - ``consumer_settings``: any other kafka-python ``KafkaConsumer`` keyword (e.g.
-      ``auto_offset_reset``, ``session_timeout_ms``, ``bootstrap_timeout_ms``). Unknown keys
-      and the keys in :data:`RUNNER_OWNED_KEYS` raise; ``enable_auto_commit=True`` raises
-      (the runner commits offset + 1 of settled records itself).
+    - ``consumer_settings``: any other consumer setting of the client, checked by its
+      transport when the config is built. kafka-python: ``KafkaConsumer`` keywords (e.g.
+      ``auto_offset_reset``, ``session_timeout_ms``, ``bootstrap_timeout_ms``);
+      confluent-kafka: the same names where librdkafka has the setting, or librdkafka's
+      dotted properties. Unknown keys and the keys in :data:`RUNNER_OWNED_KEYS` raise;
+      ``enable_auto_commit=True`` raises (the runner commits offset + 1 of settled records
+      itself).
+    - ``client``: ``"kafka-python"`` (default) or ``"confluent-kafka"``
+      (:mod:`offsetlab.bus.transports`).
     """
 
     bootstrap_servers: str | tuple[str, ...]
@@ -142,6 +146,7 @@ class RunnerConfig:
     close_timeout_ms: int = 10_000
     crash_policy: CrashPolicy = field(default_factory=CrashPolicy)
     consumer_settings: Mapping[str, Any] = field(default_factory=dict)
+    client: str = "kafka-python"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bootstrap_servers",
@@ -176,39 +181,16 @@ class RunnerConfig:
         self._check_consumer_settings()
 
     def _check_consumer_settings(self) -> None:
-        settings = dict(self.consumer_settings)
-        for key, value in settings.items():
-            if key not in KafkaConsumer.DEFAULT_CONFIG:
-                raise ConfigError(
-                    f"RunnerConfig.consumer_settings[{key!r}] is not a kafka-python "
-                    f"KafkaConsumer setting; check the spelling (see KafkaConsumer.DEFAULT_CONFIG)"
-                )
-            if key == "enable_auto_commit":
-                if value is not False:
-                    raise ConfigError(
-                        "RunnerConfig.consumer_settings['enable_auto_commit'] must be False or "
-                        "absent: the runner commits offset + 1 of settled records itself "
-                        "(auto-commit would commit records that failed)"
-                    )
-                continue
-            if key in RUNNER_OWNED_KEYS:
-                raise ConfigError(
-                    f"RunnerConfig.consumer_settings[{key!r}] is set by the runner; use the "
-                    f"RunnerConfig field instead (bootstrap_servers, group_id, name)"
-                    if key != "consumer_timeout_ms"
-                    else "RunnerConfig.consumer_settings['consumer_timeout_ms'] only affects "
-                    "iteration, which the runner does not use; remove it"
-                )
+        from offsetlab.bus import transports
+
+        client = transports.check_client(self.client, "RunnerConfig")
+        settings = transports.get(client).check_consumer_settings(
+            self.consumer_settings, "RunnerConfig")
         object.__setattr__(self, "consumer_settings", MappingProxyType(settings))
 
     def kafka_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``KafkaConsumer(**kwargs)`` (no topics: the runner subscribes)."""
-        kwargs: dict[str, Any] = dict(self.consumer_settings)
-        servers = self.bootstrap_servers
-        kwargs.update(
-            bootstrap_servers=list(servers) if isinstance(servers, tuple) else servers,
-            group_id=self.group_id,
-            client_id=self.name,
-            enable_auto_commit=False,
-        )
-        return kwargs
+        """kafka-python's ``KafkaConsumer(**kwargs)`` for this config (client
+        ``"kafka-python"`` only; no topics: the runner subscribes)."""
+        from offsetlab.bus.transports.kafka_python.consumer import consumer_kwargs
+
+        return consumer_kwargs(self)

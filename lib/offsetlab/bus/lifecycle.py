@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
-from kafka.structs import TopicPartition
+from offsetlab.bus.types import TopicPartition
 
 __all__ = [
     "RunnerState",

@@ -27,168 +27,27 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from typing import Any
 
-from kafka.partitioner.default import murmur2
-
-from offsetlab.bus.breaker import BreakerState, BreakerTransition, CircuitBreaker
+from offsetlab.bus.breaker import BreakerTransition, CircuitBreaker
+from offsetlab.bus.core import make_activity
 from offsetlab.bus.errors import BusStateError, ConfigError, PublishError
 from offsetlab.bus.events import Event, EventRegistry
-from offsetlab.bus.headers import (
-    Headers,
-    Provenance,
-    SourceRecord,
-    failure_headers,
-    parse_provenance,
-)
+from offsetlab.bus.headers import Headers
 from offsetlab.bus.interface import (
     Activity,
     ActivityKind,
     ActivityListener,
     EventBus,
     Receipt,
-    Subscription,
     SubscriptionSpec,
     SubscriptionState,
-    VerdictKind,
-    process_record,
 )
-from offsetlab.bus.retry import Action, Decision
+from offsetlab.bus.memory_log import Faults, ManualClock, StoredRecord, partition_for_key
+from offsetlab.bus.memory_subscription import MemorySubscription
+from offsetlab.bus.types import TopicPartition
 
 __all__ = ["InMemoryBus", "MemorySubscription", "ManualClock", "StoredRecord"]
-
-#: Seconds a partition waits after a retry copy or dead letter could not be produced.
-REPRODUCE_FAILURE_WAIT_S = 1.0
-
-TopicPartition = tuple[str, int]
-
-
-class ManualClock:
-    """A clock that moves only when told; call it for the time in epoch seconds."""
-
-    def __init__(self, start: float = 1_767_225_600.0) -> None:  # 2026-01-01T00:00:00Z
-        self._now = float(start)
-
-    def __call__(self) -> float:
-        return self._now
-
-    def advance(self, seconds: float) -> float:
-        if seconds < 0:
-            raise ValueError(f"a clock does not go back (advance({seconds}))")
-        self._now += seconds
-        return self._now
-
-    def advance_to(self, when: float) -> float:
-        if when > self._now:
-            self._now = when
-        return self._now
-
-
-@dataclass(frozen=True, kw_only=True)
-class StoredRecord:
-    """One record in a partition's log, shaped like kafka-python's ConsumerRecord."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Headers
-    timestamp_ms: int
-    timestamp_type: str = "CreateTime"
-
-    @property
-    def provenance(self) -> Provenance:
-        return parse_provenance(self.headers)
-
-    def header(self, name: str) -> bytes | None:
-        """The last value of header ``name``."""
-        found = None
-        for key, value in self.headers:
-            if key == name:
-                found = value
-        return found
-
-
-class MemorySubscription(Subscription):
-    """A subscription on the in-memory bus; its member state mirrors a Kafka consumer's."""
-
-    def __init__(self, bus: InMemoryBus, spec: SubscriptionSpec) -> None:
-        self._bus = bus
-        self.spec = spec
-        self._state = SubscriptionState.CREATED
-        self.assignment: tuple[TopicPartition, ...] = ()
-        self.breaker_paused = False
-        self._wait_until: dict[TopicPartition, float] = {}
-        self._in_place: dict[TopicPartition, tuple[int, int]] = {}  # tp -> (offset, attempt)
-        self._removers: list[Callable[[], None]] = []
-
-    def __repr__(self) -> str:
-        return f"MemorySubscription({self.spec.name!r}, {self._state.value})"
-
-    @property
-    def state(self) -> SubscriptionState:
-        return self._state
-
-    def start(self) -> None:
-        """Join the group now (the in-memory join is immediate); deliveries happen in drain()."""
-        if self._state is SubscriptionState.RUNNING:
-            return
-        if self._state is SubscriptionState.STOPPED:
-            raise BusStateError(
-                f"subscription {self.spec.name!r} was stopped; call bus.subscribe() again"
-            )
-        self._bus._join(self)
-        self._state = SubscriptionState.RUNNING
-        for breaker in self.spec.depends_on:
-            self._removers.append(breaker.add_listener(self._on_breaker))
-        self.sync_pause("breaker open at start")
-
-    def run(self, timeout: float | None = None) -> None:
-        """Same as :meth:`start` here: the in-memory join cannot fail or take time."""
-        self.start()
-
-    def stop(self, timeout: float | None = None) -> None:
-        if self._state is not SubscriptionState.RUNNING:
-            self._state = SubscriptionState.STOPPED
-            return
-        for remove in self._removers:
-            remove()
-        self._removers.clear()
-        self._state = SubscriptionState.STOPPED
-        self._bus._leave(self)
-
-    def waiting(self) -> dict[TopicPartition, float]:
-        """Partitions paused until a due time (backoff or not-before), with that time."""
-        return dict(self._wait_until)
-
-    # -- bus-side helpers --------------------------------------------------------------
-
-    def any_breaker_open(self) -> bool:
-        return any(b.state is BreakerState.OPEN for b in self.spec.depends_on)
-
-    def sync_pause(self, why: str) -> None:
-        """Pause while a dependency's breaker is open, resume when none is."""
-        open_ = self.any_breaker_open()
-        if open_ and not self.breaker_paused:
-            self.breaker_paused = True
-            self._bus._record(ActivityKind.PAUSED, sub=self, detail=why)
-        elif not open_ and self.breaker_paused:
-            self.breaker_paused = False
-            self._bus._record(ActivityKind.RESUMED, sub=self, detail=why)
-
-    def forget_member_state(self) -> None:
-        """What a Kafka consumer loses at a rebalance: pauses, pending seeks, waits."""
-        self.breaker_paused = False
-        self._wait_until.clear()
-        self._in_place.clear()
-
-    def _on_breaker(self, transition: BreakerTransition) -> None:
-        if self._state is SubscriptionState.RUNNING:
-            self.sync_pause(
-                f"breaker {transition.breaker} {transition.previous.value} -> "
-                f"{transition.state.value}"
-            )
 
 
 class InMemoryBus(EventBus):
@@ -217,7 +76,7 @@ class InMemoryBus(EventBus):
         self._subscriptions: list[MemorySubscription] = []
         self._members: dict[str, list[MemorySubscription]] = {}  # group -> running, join order
         self._round_robin: dict[str, itertools.count[int]] = {}
-        self._faults: dict[str, list[str | None]] = {"publish": [], "reproduce": []}
+        self._faults = Faults()
         self._watched_breakers: set[int] = set()
         self._draining = False
         self._closed = False
@@ -260,17 +119,7 @@ class InMemoryBus(EventBus):
         copies and dead letters, the Kafka bus's second producer); ``topic`` limits the fault
         to one topic.
         """
-        if producer not in self._faults:
-            raise ConfigError(f"fail_next(producer={producer!r}): use 'publish' or 'reproduce'")
-        self._faults[producer].extend([topic] * count)
-
-    def _take_fault(self, producer: str, topic: str) -> bool:
-        faults = self._faults[producer]
-        for i, wanted in enumerate(faults):
-            if wanted is None or wanted == topic:
-                del faults[i]
-                return True
-        return False
+        self._faults.add(count, topic=topic, producer=producer)
 
     # -- publishing --------------------------------------------------------------------
 
@@ -304,8 +153,8 @@ class InMemoryBus(EventBus):
         event: Event | None = None,
         partition: int | None = None,
     ) -> Receipt:
-        if self._take_fault(producer, topic):
-            if producer == "publish":  # a failed re-produce is recorded by _execute
+        if self._faults.take(producer, topic):
+            if producer == "publish":  # a failed re-produce is recorded by the core
                 self._record(ActivityKind.PUBLISH_FAILED, topic=topic, key=key, event=event,
                              detail="publish producer: injected fault")
             raise PublishError(
@@ -317,7 +166,7 @@ class InMemoryBus(EventBus):
         logs = self._logs[topic]
         if partition is None or partition >= len(logs):
             if key is not None:
-                partition = (murmur2(key) & 0x7FFFFFFF) % len(logs)
+                partition = partition_for_key(key, len(logs))
             else:
                 counter = self._round_robin.setdefault(topic, itertools.count())
                 partition = next(counter) % len(logs)
@@ -336,7 +185,7 @@ class InMemoryBus(EventBus):
 
     def _subscribe(self, spec: SubscriptionSpec) -> MemorySubscription:
         self._check_open("subscribe")
-        sub = MemorySubscription(self, spec)
+        sub = MemorySubscription(self, spec, self._record)
         self._subscriptions.append(sub)
         for topic in spec.topics:
             self.create_topic(topic, self.partitions_for(spec.topic))
@@ -381,7 +230,7 @@ class InMemoryBus(EventBus):
         for topic in topics:
             takers = [m for m in members if topic in m.spec.topics]
             for p in range(self.partitions_for(topic)):
-                new[id(takers[p % len(takers)])].append((topic, p))
+                new[id(takers[p % len(takers)])].append(TopicPartition(topic, p))
         for member in members:
             member.assignment = tuple(new[id(member)])
             member.forget_member_state()
@@ -461,95 +310,14 @@ class InMemoryBus(EventBus):
             self.clock.advance_to(wake)
 
     def _deliver_one(self, sub: MemorySubscription, tp: TopicPartition) -> bool:
-        if sub.breaker_paused:
+        if not sub.deliverable(tp):
             return False
         topic, partition = tp
-        group = sub.spec.group
-        now = self.clock()
-        wait = sub._wait_until.get(tp)
-        if wait is not None:
-            if wait > now:
-                return False
-            del sub._wait_until[tp]
-            self._record(ActivityKind.RESUMED, sub=sub, topic=topic, partition=partition,
-                         detail="due time reached")
         log = self._logs[topic][partition]
-        position = self._committed.get((group, topic, partition), 0)
+        position = self._committed.get((sub.spec.group, topic, partition), 0)
         if position >= len(log):
             return False
-        record = log[position]
-        in_place = sub._in_place.get(tp)
-        override = in_place[1] if in_place is not None and in_place[0] == record.offset else None
-
-        def delivered(event: Event | None, attempt: int) -> None:
-            self._record(ActivityKind.DELIVERED, sub=sub, record=record, event=event,
-                         attempt=attempt)
-
-        verdict = process_record(sub.spec, self.registry, record, now=self.clock,
-                                 attempt_override=override, on_delivery=delivered)
-        if verdict.kind is VerdictKind.SKIP:
-            self._commit(group, record)
-            self._record(ActivityKind.SKIPPED, sub=sub, record=record, event=verdict.event,
-                         detail=verdict.detail)
-            return True
-        if verdict.kind is VerdictKind.WAIT:
-            assert verdict.not_before is not None
-            sub._wait_until[tp] = verdict.not_before
-            self._record(ActivityKind.WAITING, sub=sub, record=record, attempt=verdict.attempt,
-                         detail=verdict.detail)
-            return False
-        if verdict.kind is VerdictKind.HOLD:
-            sub.sync_pause(verdict.detail)
-            return False
-        assert verdict.decision is not None
-        self._execute(sub, record, verdict.event, verdict.decision)
-        return True
-
-    def _execute(self, sub: MemorySubscription, record: StoredRecord, event: Event | None,
-                 decision: Decision) -> None:
-        group = sub.spec.group
-        tp = (record.topic, record.partition)
-        if decision.action is Action.SETTLE:
-            sub._in_place.pop(tp, None)
-            self._commit(group, record)
-            self._record(ActivityKind.SETTLED, sub=sub, record=record, event=event,
-                         attempt=decision.attempt)
-            return
-        if decision.action is Action.SEEK_BACK:
-            sub._in_place[tp] = (record.offset, decision.attempt)
-            if decision.not_before is not None and decision.delay_s > 0:
-                sub._wait_until[tp] = decision.not_before
-            self._record(ActivityKind.SEEK_BACK, sub=sub, record=record, event=event,
-                         attempt=decision.attempt,
-                         detail=f"{decision.reason}; wait {decision.delay_s:.3f}s")
-            return
-        assert decision.target_topic is not None
-        headers = failure_headers(
-            record.headers,
-            source=SourceRecord.of(record),
-            group=group, attempt=decision.attempt, reason=decision.reason,
-            error=decision.error,
-            not_before=decision.not_before if decision.action is Action.REPRODUCE else None,
-            include_stacktrace=self.include_stacktrace,
-        )
-        self.create_topic(decision.target_topic, self.partitions_for(record.topic))
-        try:
-            receipt = self._produce(decision.target_topic, record.key, record.value, headers,
-                                    producer="reproduce", event=event,
-                                    partition=record.partition)
-        except PublishError as exc:
-            sub._wait_until[tp] = self.clock() + REPRODUCE_FAILURE_WAIT_S
-            self._record(ActivityKind.PUBLISH_FAILED, sub=sub, record=record, event=event,
-                         attempt=decision.attempt, target_topic=decision.target_topic,
-                         detail=f"{exc}; not committed, redelivered after "
-                                f"{REPRODUCE_FAILURE_WAIT_S:g}s")
-            return
-        sub._in_place.pop(tp, None)
-        self._commit(group, record)
-        kind = (ActivityKind.REPRODUCED if decision.action is Action.REPRODUCE
-                else ActivityKind.DEAD_LETTERED)
-        self._record(kind, sub=sub, record=record, event=event, attempt=decision.attempt,
-                     target_topic=receipt.topic, detail=decision.reason)
+        return sub.core.handle((log[position],), sub.port) > 0
 
     def _commit(self, group: str, record: StoredRecord) -> None:
         self._committed[(group, record.topic, record.partition)] = record.offset + 1
@@ -562,38 +330,11 @@ class InMemoryBus(EventBus):
     def activities(self, kind: ActivityKind | None = None) -> list[Activity]:
         return [a for a in self.activity if kind is None or a.kind is kind]
 
-    def _record(
-        self,
-        kind: ActivityKind,
-        *,
-        sub: MemorySubscription | None = None,
-        record: StoredRecord | None = None,
-        event: Event | None = None,
-        topic: str | None = None,
-        partition: int | None = None,
-        offset: int | None = None,
-        key: bytes | None = None,
-        attempt: int | None = None,
-        target_topic: str | None = None,
-        detail: str = "",
-    ) -> None:
-        if record is not None:
-            topic, partition, offset, key = record.topic, record.partition, record.offset, record.key
-        activity = Activity(
-            kind=kind,
-            at=self.clock(),
-            subscription=sub.spec.name if sub else None,
-            group=sub.spec.group if sub else None,
-            topic=topic,
-            partition=partition,
-            offset=offset,
-            key=key.decode("utf-8", "replace") if key is not None else None,
-            event_type=event.event_type if event else None,
-            event_id=event.event_id if event else None,
-            attempt=attempt,
-            target_topic=target_topic,
-            detail=detail,
-        )
+    def _record(self, kind: ActivityKind, *, sub: MemorySubscription | None = None,
+                spec: SubscriptionSpec | None = None, **fields: Any) -> None:
+        if sub is not None:
+            spec = sub.spec
+        activity = make_activity(kind, self.clock(), spec=spec, **fields)
         self.activity.append(activity)
         for listener in list(self._listeners):
             listener(activity)

@@ -1,8 +1,10 @@
-"""The consumer runner: KafkaJS's ``consumer.run()`` shape on top of kafka-python.
+"""The consumer runner: KafkaJS's ``consumer.run()`` shape on any client.
 
-kafka-python has no ``run()``: ``subscribe()`` returns at once and the group join happens
-inside ``poll()``. :class:`ConsumerRunner` owns one ``KafkaConsumer`` on its own thread
-(every consumer call happens there) and gives the caller what the seed's adapter needs:
+Neither kafka-python nor confluent-kafka has a ``run()``: ``subscribe()`` returns at once and
+the group join happens inside ``poll()``. :class:`ConsumerRunner` owns one group member (a
+:class:`~offsetlab.bus.ports.ConsumerClient` of the transport ``RunnerConfig.client`` names:
+:mod:`offsetlab.bus.transports`) on its own thread (every consumer call happens there) and
+gives the caller what the seed's adapter needs:
 
 - :meth:`ConsumerRunner.start` returns at once with a :class:`JoinHandle` that completes when
   the first group join succeeds or fails (the *not awaited* caller of E01);
@@ -28,10 +30,10 @@ every batch (also when the handler raised) the runner, per partition of the batc
    after the gap) are delivered again: at-least-once, never lost.
 
 So between two polls the runner never holds settled-but-uncommitted offsets; that is why
-``on_partitions_revoked`` needs no commit (kafka-python 3 runs rebalance listeners on its IO
-thread, where a blocking ``commit()`` is refused). A commit that fails because the group
-rebalanced (``CommitFailedError`` and friends) is logged and the records are redelivered to
-whoever owns the partition next; any other commit error is a crash.
+a revocation needs no commit (kafka-python 3 runs rebalance listeners on its IO thread,
+where a blocking ``commit()`` is refused). A commit that fails because the group rebalanced
+(:class:`~offsetlab.bus.ports.CommitRebalanced`) is logged and the records are redelivered
+to whoever owns the partition next; any other commit error is a crash.
 
 Crashes
 -------
@@ -42,14 +44,11 @@ back), :class:`~offsetlab.bus.lifecycle.Crash` is emitted with the
 new consumer is built after the backoff (restart, KafkaJS's default) or the runner ends in
 ``CRASHED``. A crash before the first group join fails the join handle and never restarts.
 
-Known limitation (kafka-python 3.0.12): when a consumer joins before its first metadata
-fetch has seen the topic, the group leader assigns no partitions and the group rebalances
-again once the metadata arrives; ``run()`` then returns with the first, empty assignment and
-the partitions follow a moment later (a rebalance event). A consumer factory that fetches the
-topics' partitions first (``KafkaConsumer.partitions_for_topic``) avoids it where the topics
-exist before the consumer starts. Doing that inside the runner for every consumer made the
-bus's in-place retry scenarios fail reproducibly here, so it is the caller's choice. A rejoin
-kafka-python abandons is restarted by :func:`_unstick_join`.
+Client quirks (kafka-python's abandoned rejoin, its leaked IO threads after a failed
+bootstrap) are handled by the transport (:mod:`offsetlab.bus.transports.kafka_python.compat`).
+A consumer factory that fetches the topics' partitions before joining
+(``compat.warmed_consumer``) avoids an empty first assignment where the topics exist before
+the consumer starts; it is the caller's choice.
 """
 
 from __future__ import annotations
@@ -62,12 +61,8 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
-import kafka.errors as kafka_errors
-from kafka import KafkaConsumer
-from kafka.consumer.fetcher import ConsumerRecord
-from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.structs import OffsetAndMetadata, TopicPartition
-
+from offsetlab.bus import transports
+from offsetlab.bus.batch import BatchContext
 from offsetlab.bus.config import RunnerConfig
 from offsetlab.bus.errors import (
     ConfigError,
@@ -76,6 +71,7 @@ from offsetlab.bus.errors import (
     RunnerStateError,
     StopTimeout,
 )
+from offsetlab.bus.join import JoinHandle
 from offsetlab.bus.lifecycle import (
     Commit,
     Connect,
@@ -91,281 +87,75 @@ from offsetlab.bus.lifecycle import (
     RunnerState,
     Stop,
 )
+from offsetlab.bus.ports import CommitRebalanced, ConsumerClient
+from offsetlab.bus.types import Record, TopicPartition, sorted_partitions
 
 __all__ = ["BatchContext", "ConsumerRunner", "JoinHandle", "MessageHandler", "BatchHandler"]
 
 _log = logging.getLogger(__name__)
 
-MessageHandler = Callable[[ConsumerRecord], object]
-BatchHandler = Callable[[list[ConsumerRecord], "BatchContext"], object]
-TickHook = Callable[["BatchContext"], object]
+MessageHandler = Callable[[Record], object]
+BatchHandler = Callable[[list[Record], BatchContext], object]
+TickHook = Callable[[BatchContext], object]
 ConsumerFactory = Callable[..., Any]
 
-# Errors of a commit that only mean "the group moved on": not a crash, records get redelivered.
-_REBALANCE_COMMIT_ERRORS: tuple[type[BaseException], ...] = (
-    kafka_errors.CommitFailedError,
-    kafka_errors.RebalanceInProgressError,
-    kafka_errors.IllegalGenerationError,
-    kafka_errors.UnknownMemberIdError,
-)
+
+def _partitions(tps: Iterable[Any], what: str) -> tuple[TopicPartition, ...]:
+    out = []
+    for tp in tps:
+        if not (isinstance(tp, tuple) and len(tp) == 2 and isinstance(tp[0], str)
+                and isinstance(tp[1], int)):
+            raise TypeError(f"{what}() takes TopicPartition values, got {tp!r}")
+        out.append(TopicPartition(tp[0], tp[1]))
+    return tuple(out)
 
 
-def _tp(record: ConsumerRecord) -> TopicPartition:
-    return TopicPartition(record.topic, record.partition)
+class _Notes:
+    """The rebalance listener: it may run on a client thread (kafka-python's IO thread, while
+    the runner thread is blocked in ``poll()``/``close()``) or inside ``poll()``
+    (confluent-kafka). It only records what happened (and re-pauses partitions the runner
+    was asked to keep paused); the runner thread turns the notes into lifecycle events
+    after ``poll()`` returns."""
 
-
-def _sorted(tps: Iterable[TopicPartition]) -> tuple[TopicPartition, ...]:
-    return tuple(sorted(tps))
-
-
-def _reap_io_threads(before: set[int | None], client_id: str) -> int:
-    """Stop IO threads a failed ``KafkaConsumer(...)`` left behind; return how many.
-
-    kafka-python 3.0.12 starts its IO thread (``kafka-io-<client_id>``) before it bootstraps
-    in ``KafkaConsumer.__init__`` and does not stop it when the bootstrap fails (e.g. the
-    broker is unreachable), so every failed construction would leak a thread. The thread's
-    target is the bound ``NetworkSelector.run_forever``; closing that selector ends it.
-    Best effort: threads started by others under the same client id may be missed.
-    """
-    reaped = 0
-    for thread in threading.enumerate():
-        if thread.name != f"kafka-io-{client_id}" or thread.ident in before:
-            continue
-        selector = getattr(getattr(thread, "_target", None), "__self__", None)
-        close = getattr(selector, "close", None)
-        if callable(close):
-            try:
-                close()
-                reaped += 1
-            except Exception:
-                _log.warning("could not stop leaked kafka IO thread %s", thread.name, exc_info=True)
-    return reaped
-
-
-def _unstick_join(consumer: Any) -> bool:
-    """Restart a group join kafka-python 3.0.12 abandoned; return True if it did.
-
-    When a rejoin is triggered by the leader's metadata snapshot changing (typically right
-    after a first generation that was assigned before the metadata showed a just-created
-    topic), ``poll()`` can time out while the JoinGroup/SyncGroup task is in flight; by the
-    time the task finishes, ``need_rejoin()`` already answers False (the leader recorded
-    the new snapshot while assigning), so no later ``poll()`` consumes the task's result:
-    the assignment is never applied and the member sits with no partitions until something
-    else forces a rejoin (seen on embedded Kafka 4.1.1: 20 s to minutes). That stuck state
-    is "join task done, nothing wants to rejoin"; asking for a rejoin lets the next
-    ``poll()`` run a fresh join. Consumers without those internals (fakes) are left alone.
-    """
-    coordinator = getattr(consumer, "_coordinator", None)
-    task = getattr(coordinator, "_join_task", None)
-    if coordinator is None or task is None or not getattr(task, "is_done", False):
-        return False
-    try:
-        if coordinator.need_rejoin():
-            return False
-        coordinator.request_rejoin()
-    except Exception:  # internals changed: leave the consumer to itself
-        _log.debug("could not inspect kafka-python's join state", exc_info=True)
-        return False
-    return True
-
-
-class JoinHandle:
-    """Completes once, when the runner's first group join succeeded or failed.
-
-    ``wait(timeout)`` returns the :class:`GroupJoin` event or raises :class:`JoinFailed`
-    (``__cause__`` is the client's error) or :class:`JoinTimeout` (the runner keeps trying;
-    the handle may still complete later). Safe to use from any thread.
-    """
-
-    def __init__(self, runner_name: str) -> None:
-        self._name = runner_name
-        self._done = threading.Event()
-        self._join: GroupJoin | None = None
-        self._error: JoinFailed | None = None
-        self.completed_at: float | None = None
-        """``time.monotonic()`` when the handle completed (for latency measurements)."""
-
-    def done(self) -> bool:
-        return self._done.is_set()
-
-    def wait(self, timeout: float | None = None) -> GroupJoin:
-        if not self._done.wait(timeout):
-            raise JoinTimeout(
-                f"runner {self._name!r} did not join its group within {timeout} s; it keeps "
-                f"trying: call stop() to give up, or wait again (is the broker up, the group's "
-                f"previous member gone, group.initial.rebalance.delay.ms small?)"
-            )
-        if self._error is not None:
-            raise self._error
-        assert self._join is not None
-        return self._join
-
-    def exception(self) -> JoinFailed | None:
-        """The failure, if the handle completed with one (None if pending or joined)."""
-        return self._error
-
-    def _succeed(self, join: GroupJoin) -> None:
-        if self._done.is_set():
-            return
-        self._join = join
-        self.completed_at = time.monotonic()
-        self._done.set()
-
-    def _fail(self, error: JoinFailed) -> None:
-        if self._done.is_set():
-            return
-        self._error = error
-        self.completed_at = time.monotonic()
-        self._done.set()
-
-
-class BatchContext:
-    """What a batch handler (and ``on_tick``) may do, on the runner thread, to the consumer.
-
-    - ``records``: the batch (empty for ``on_tick``);
-    - ``settle(record)``: the record is done; it counts toward the commit at batch end;
-    - ``seek(tp, offset)``: the next fetch of ``tp`` starts at ``offset``; records of ``tp``
-      later in this batch should not be processed (see :meth:`skipped`) and unsettled ones
-      will be delivered again; the runner will not seek ``tp`` back itself;
-    - ``pause(tps)`` / ``resume(tps)`` / ``paused()``: as :meth:`ConsumerRunner.pause`,
-      applied at once; unsettled records of a paused partition are redelivered after resume;
-    - ``assignment()``; ``commit_now()``: commit what is settled so far in this batch;
-    - ``skipped(record)``: True when the record will be redelivered anyway (its partition
-      was sought or paused in this batch, or the runner is stopping) -- don't process it;
-    - ``stopping()``: ``stop()`` was requested; finish quickly.
-
-    It has no producer: retries and dead letters are the bus's business.
-    """
-
-    def __init__(self, runner: ConsumerRunner, records: Sequence[ConsumerRecord]) -> None:
-        self._runner = runner
-        self.records: tuple[ConsumerRecord, ...] = tuple(records)
-        self._offsets: dict[TopicPartition, list[int]] = {}
-        for r in self.records:
-            self._offsets.setdefault(_tp(r), []).append(r.offset)
-        self._settled: dict[TopicPartition, set[int]] = {tp: set() for tp in self._offsets}
-        self._sought: dict[TopicPartition, int] = {}
-        self._paused_here: set[TopicPartition] = set()
-
-    # -- settling -------------------------------------------------------------------------
-    def settle(self, record: ConsumerRecord) -> None:
-        tp = _tp(record)
-        if tp not in self._offsets or record.offset not in self._offsets[tp]:
-            raise RunnerStateError(
-                f"settle(): record {tp.topic}[{tp.partition}]@{record.offset} is not in this "
-                f"batch; settle records of the batch being handled, on the runner thread"
-            )
-        self._settled[tp].add(record.offset)
-
-    def is_settled(self, record: ConsumerRecord) -> bool:
-        return record.offset in self._settled.get(_tp(record), ())
-
-    def skipped(self, record: ConsumerRecord) -> bool:
-        tp = _tp(record)
-        return (
-            tp in self._sought
-            or tp in self._paused_here
-            or tp in self._runner.paused()
-            or self._runner._stop_requested.is_set()
-        )
-
-    def stopping(self) -> bool:
-        return self._runner._stop_requested.is_set()
-
-    # -- consumer operations ----------------------------------------------------------------
-    def seek(self, tp: TopicPartition, offset: int) -> None:
-        self._runner._seek(tp, offset)
-        self._sought[tp] = offset
-
-    def pause(self, tps: Iterable[TopicPartition]) -> None:
-        tps = tuple(tps)
-        self._runner._do_pause(tps)
-        self._paused_here.update(tps)
-
-    def resume(self, tps: Iterable[TopicPartition]) -> None:
-        self._runner._do_resume(tuple(tps))
-
-    def paused(self) -> frozenset[TopicPartition]:
-        return self._runner.paused()
-
-    def assignment(self) -> frozenset[TopicPartition]:
-        return self._runner.assignment()
-
-    def commit_now(self) -> dict[TopicPartition, int]:
-        """Commit settled records of this batch now; returns what was committed."""
-        return self._runner._commit(self.commit_positions())
-
-    # -- used by the runner at batch end ------------------------------------------------------
-    def commit_positions(self) -> dict[TopicPartition, int]:
-        """Per partition, last contiguous settled offset + 1 (only partitions with progress)."""
-        positions: dict[TopicPartition, int] = {}
-        for tp, offsets in self._offsets.items():
-            settled = self._settled[tp]
-            last = None
-            for off in offsets:
-                if off not in settled:
-                    break
-                last = off
-            if last is not None:
-                positions[tp] = last + 1
-        return positions
-
-    def first_unsettled(self) -> dict[TopicPartition, int]:
-        """Per partition with a gap, the offset delivery must restart from."""
-        gaps: dict[TopicPartition, int] = {}
-        for tp, offsets in self._offsets.items():
-            for off in offsets:
-                if off not in self._settled[tp]:
-                    gaps[tp] = off
-                    break
-        return gaps
-
-
-class _Notes(ConsumerRebalanceListener):
-    """kafka-python's rebalance listener: runs on the client's IO thread while the runner
-    thread is blocked in ``poll()``/``close()``. It only records what happened (and
-    re-pauses partitions the runner was asked to keep paused); the runner thread turns the
-    notes into lifecycle events after ``poll()`` returns."""
-
-    def __init__(self, runner: ConsumerRunner, consumer: Any) -> None:
+    def __init__(self, runner: ConsumerRunner, consumer: ConsumerClient) -> None:
         self._runner = runner
         self._consumer = consumer
         self.notes: deque[tuple[str, float, tuple[TopicPartition, ...], dict[str, Any]]] = deque()
 
-    def on_partitions_revoked(self, revoked: Any) -> None:
-        self.notes.append(("revoked", time.monotonic(), _sorted(revoked), {}))
+    def on_revoked(self, partitions: tuple[TopicPartition, ...]) -> None:
+        self.notes.append(("revoked", time.monotonic(), partitions, {}))
 
-    def on_partitions_lost(self, lost: Any) -> None:
-        self.notes.append(("lost", time.monotonic(), _sorted(lost), {}))
+    def on_lost(self, partitions: tuple[TopicPartition, ...]) -> None:
+        self.notes.append(("lost", time.monotonic(), partitions, {}))
 
-    def on_partitions_assigned(self, assigned: Any) -> None:
+    def on_assigned(self, partitions: tuple[TopicPartition, ...]) -> None:
         at = time.monotonic()
         extra: dict[str, Any] = {}
         try:
-            meta = self._consumer.group_metadata()
-            extra["member_id"] = str(getattr(meta, "member_id", "") or "")
-            extra["generation"] = int(getattr(meta, "generation_id", -1))
+            extra["member_id"], extra["generation"] = self._consumer.group_metadata()
         except Exception:  # metadata is a nice-to-have in the event, never a reason to fail
-            _log.debug("group_metadata() failed in on_partitions_assigned", exc_info=True)
+            _log.debug("group_metadata() failed in on_assigned", exc_info=True)
         try:
-            extra["full"] = _sorted(self._consumer.assignment() or ())
+            extra["full"] = sorted_partitions(self._consumer.assignment())
         except Exception:
-            extra["full"] = _sorted(assigned)
+            extra["full"] = partitions
         with self._runner._lock:
             keep_paused = [tp for tp in extra["full"] if tp in self._runner._requested_paused]
         if keep_paused:
-            self._consumer.pause(*keep_paused)
+            self._consumer.pause(keep_paused)
             extra["repaused"] = tuple(keep_paused)
-        self.notes.append(("assigned", at, _sorted(assigned), extra))
+        self.notes.append(("assigned", at, partitions, extra))
 
 
 class ConsumerRunner:
-    """One KafkaConsumer on its own thread, with KafkaJS's ``run()`` semantics.
+    """One group member on its own thread, with KafkaJS's ``run()`` semantics.
 
     Arguments: ``config`` (:class:`~offsetlab.bus.config.RunnerConfig`); exactly one of
     ``handler(record)`` or ``batch_handler(records, ctx)``; ``listeners`` (callables taking a
-    :class:`~offsetlab.bus.lifecycle.LifecycleEvent`); ``consumer_factory`` (called as
-    ``factory(**config.kafka_kwargs())``, default ``kafka.KafkaConsumer``; tests pass a fake);
+    :class:`~offsetlab.bus.lifecycle.LifecycleEvent`); ``consumer_factory`` (replaces the
+    client library's consumer class: kafka-python calls it as ``factory(**kwargs)`` instead of
+    ``KafkaConsumer``, confluent-kafka as ``factory(settings)`` instead of ``Consumer``;
+    tests pass a fake);
     ``on_tick(ctx)`` called on the runner thread after every poll, even an empty one.
 
     Calls from other threads (``pause``, ``resume``, ``stop``) are queued and run on the
@@ -380,7 +170,7 @@ class ConsumerRunner:
         handler: MessageHandler | None = None,
         batch_handler: BatchHandler | None = None,
         listeners: Iterable[LifecycleListener] = (),
-        consumer_factory: ConsumerFactory = KafkaConsumer,
+        consumer_factory: ConsumerFactory | None = None,
         on_tick: TickHook | None = None,
     ) -> None:
         if not isinstance(config, RunnerConfig):
@@ -395,6 +185,7 @@ class ConsumerRunner:
         self._handler = handler
         self._batch_handler = batch_handler
         self._factory = consumer_factory
+        self._transport = transports.get(config.client)
         self._on_tick = on_tick
         self._listeners: tuple[LifecycleListener, ...] = tuple(listeners)
         self._lock = threading.RLock()
@@ -406,7 +197,7 @@ class ConsumerRunner:
         self._requested_paused: set[TopicPartition] = set()
         self._assignment: frozenset[TopicPartition] = frozenset()
         # runner-thread-only state
-        self._consumer: Any = None
+        self._consumer: ConsumerClient | None = None
         self._notes: _Notes | None = None
         self._committed: dict[TopicPartition, int] = {}
         self._pending_commit: dict[TopicPartition, int] = {}
@@ -581,33 +372,36 @@ class ConsumerRunner:
     def _assigned_now(self) -> set[TopicPartition]:
         if self._consumer is None:
             return set()
-        return set(self._consumer.assignment() or ())
+        return set(self._consumer.assignment())
 
     def _do_pause(self, tps: tuple[TopicPartition, ...]) -> None:
-        if not all(isinstance(tp, TopicPartition) for tp in tps):
-            raise TypeError("pause() takes TopicPartition values")
+        tps = _partitions(tps, "pause")
         with self._lock:
             self._requested_paused.update(tps)
         live = [tp for tp in tps if tp in self._assigned_now()]
         if live:
-            self._consumer.pause(*live)
+            assert self._consumer is not None
+            self._consumer.pause(live)
         if tps:
-            self._emit(Pause(at=time.monotonic(), runner=self.name, partitions=_sorted(tps)))
+            self._emit(Pause(at=time.monotonic(), runner=self.name,
+                             partitions=sorted_partitions(tps)))
 
     def _do_resume(self, tps: tuple[TopicPartition, ...]) -> None:
-        if not all(isinstance(tp, TopicPartition) for tp in tps):
-            raise TypeError("resume() takes TopicPartition values")
+        tps = _partitions(tps, "resume")
         with self._lock:
             self._requested_paused.difference_update(tps)
         live = [tp for tp in tps if tp in self._assigned_now()]
         if live:
-            self._consumer.resume(*live)
+            assert self._consumer is not None
+            self._consumer.resume(live)
         if tps:
-            self._emit(Resume(at=time.monotonic(), runner=self.name, partitions=_sorted(tps)))
+            self._emit(Resume(at=time.monotonic(), runner=self.name,
+                              partitions=sorted_partitions(tps)))
 
     def _seek(self, tp: TopicPartition, offset: int) -> None:
         if tp in self._assigned_now():
-            self._consumer.seek(tp, offset)
+            assert self._consumer is not None
+            self._consumer.seek(TopicPartition(tp[0], tp[1]), offset)
         else:
             _log.info("runner %s: not seeking %s to %d: no longer assigned", self.name, tp, offset)
 
@@ -620,11 +414,12 @@ class ConsumerRunner:
         todo = {tp: off for tp, off in self._pending_commit.items() if tp in assigned}
         if not todo:
             return {}
+        assert self._consumer is not None
         try:
-            self._consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in todo.items()})
-        except _REBALANCE_COMMIT_ERRORS as exc:
+            self._consumer.commit(todo)
+        except CommitRebalanced as exc:
             _log.warning("runner %s: commit %s failed because the group rebalanced (%s); the "
-                         "records will be delivered again", self.name, todo, type(exc).__name__)
+                         "records will be delivered again", self.name, todo, exc)
             for tp in todo:
                 self._pending_commit.pop(tp, None)
             return {}
@@ -670,14 +465,11 @@ class ConsumerRunner:
                                  reapplied=True))
 
     # ------------------------------------------------------------------------------ batches
-    def _handle_records(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        records = [r for tp in polled for r in polled[tp]]
-        if not records:
-            return
+    def _handle_records(self, records: Sequence[Record]) -> None:
         ctx = BatchContext(self, records)
         try:
             if self._batch_handler is not None:
-                self._batch_handler(records, ctx)
+                self._batch_handler(list(records), ctx)
             else:
                 assert self._handler is not None
                 for record in records:
@@ -715,7 +507,7 @@ class ConsumerRunner:
             consumer, self._consumer = self._consumer, None
             if consumer is not None:
                 try:
-                    consumer.close(autocommit=False, timeout_ms=self.config.close_timeout_ms)
+                    consumer.close(timeout_ms=self.config.close_timeout_ms)
                 except Exception:
                     _log.exception("runner %s: close() after internal error raised", self.name)
         finally:
@@ -737,21 +529,20 @@ class ConsumerRunner:
         self._incarnation += 1
         self._joined = False
         self._set_state(RunnerState.STARTING)
-        before = {t.ident for t in threading.enumerate()}
         try:
             if self._stop_requested.is_set():
                 self._graceful_stop()
                 return None
-            self._consumer = self._factory(**self.config.kafka_kwargs())
+            consumer = self._transport.open_consumer(self.config, self._factory)
+            self._consumer = consumer
         except BaseException as exc:
             self._consumer = None
-            _reap_io_threads(before, self.name)
             return exc
         self._emit(Connect(at=time.monotonic(), runner=self.name, incarnation=self._incarnation))
         try:
-            self._notes = _Notes(self, self._consumer)
+            self._notes = _Notes(self, consumer)
             self._subscribed_at = time.monotonic()
-            self._consumer.subscribe(topics=list(self.config.topics), listener=self._notes)
+            consumer.subscribe(self.config.topics, self._notes)
             while True:
                 self._drain_commands()
                 if self._stop_requested.is_set():
@@ -761,10 +552,7 @@ class ConsumerRunner:
                     self._commit({})
                 timeout = (self.config.poll_timeout_ms if self._joined
                            else self.config.join_poll_timeout_ms)
-                polled = self._consumer.poll(timeout_ms=timeout)
-                if _unstick_join(self._consumer):
-                    _log.warning("runner %s: kafka-python abandoned a finished group join; "
-                                 "rejoining", self.name)
+                polled = consumer.poll(timeout)
                 self._process_notes()
                 if polled:
                     self._handle_records(polled)
@@ -780,12 +568,12 @@ class ConsumerRunner:
         except Exception:
             _log.exception("runner %s: could not process rebalance notes", self.name)
 
-    def _close_consumer(self, *, autocommit: bool) -> None:
+    def _close_consumer(self) -> None:
         consumer, self._consumer = self._consumer, None
         if consumer is None:
             return
         try:
-            consumer.close(autocommit=autocommit, timeout_ms=self.config.close_timeout_ms)
+            consumer.close(timeout_ms=self.config.close_timeout_ms)
         except Exception:
             _log.exception("runner %s: close() raised", self.name)
         # the close-time on_partitions_revoked/lost notes, without touching the closed consumer
@@ -804,7 +592,7 @@ class ConsumerRunner:
             except Exception:
                 _log.exception("runner %s: final commit failed", self.name)
         self._emit(Stop(at=time.monotonic(), runner=self.name))
-        self._close_consumer(autocommit=False)
+        self._close_consumer()
         self._set_state(RunnerState.STOPPED)
         self._handle._fail(JoinFailed(
             f"runner {self.name!r} was stopped before it joined group {self.config.group_id!r}"
@@ -823,7 +611,7 @@ class ConsumerRunner:
                      type(error).__name__, error, restart)
         self._emit(Crash(at=time.monotonic(), runner=self.name, error=error, restart=restart,
                          restarts=self._restarts, during_join=during_join))
-        self._close_consumer(autocommit=False)
+        self._close_consumer()
         if not restart:
             if self._stop_requested.is_set() and not first_join:
                 self._set_state(RunnerState.STOPPED)

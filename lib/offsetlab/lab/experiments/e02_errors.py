@@ -36,7 +36,8 @@ from offsetlab.brokers import BrokerHandle
 from offsetlab.bus.config import CrashPolicy, RunnerConfig
 from offsetlab.bus.errors import ConfigError
 from offsetlab.bus.lifecycle import LifecycleEvent
-from offsetlab.bus.runner import ConsumerRunner, _reap_io_threads
+from offsetlab.bus.runner import ConsumerRunner
+from offsetlab.bus.transports.kafka_python.compat import io_threads, reap_io_threads
 from offsetlab.lab.raw import create_topic, unique, warmed_consumer
 from offsetlab.lab.timeline import Timeline, record_consumed, runner_listener
 
@@ -214,12 +215,12 @@ def raw_scenario(m: Matrix, broker: BrokerHandle, scenario: str, s: Settings, *,
     servers = closed_port() if scenario == "unreachable broker at start" else broker.bootstrap_servers
     topic = "unused" if scenario == "unreachable broker at start" else _topic_for(broker, scenario, "e02-raw", s)
     group = unique("e02-raw-group")
-    before = {t_.ident for t_ in threading.enumerate()}
+    before = io_threads()
     ok, consumer = m.attempt(client, scenario, "connect", lambda: KafkaConsumer(
         bootstrap_servers=servers, group_id=group, client_id=f"e02-raw-{group}",
         enable_auto_commit=False, **s.consumer()))
     if not ok:
-        leaked = _reap_io_threads(before, f"e02-raw-{group}")
+        leaked = reap_io_threads(before, f"e02-raw-{group}")
         m.note(client, scenario, f"IO threads left running by the failed constructor: {leaked}")
         return
     try:

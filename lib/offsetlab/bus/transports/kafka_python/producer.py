@@ -37,9 +37,9 @@ import kafka.errors as kafka_errors
 from kafka import KafkaProducer
 from kafka.producer.future import FutureRecordMetadata
 
-from offsetlab.bus.errors import BusStateError, PublishError
+from offsetlab.bus.errors import BusStateError, ConfigError, PublishError
 from offsetlab.bus.interface import Receipt
-from offsetlab.bus.runner import _reap_io_threads
+from offsetlab.bus.transports.kafka_python.compat import io_threads, reap_io_threads
 
 __all__ = ["Producers", "PUBLISH", "REPRODUCE"]
 
@@ -106,6 +106,15 @@ class Producers:
                                   settings=settings, timeout_s=self.timeouts[kind])
             for kind, settings in ((PUBLISH, publish_settings), (REPRODUCE, reproduce_settings))
         }
+        for kind, settings in ((PUBLISH, publish_settings), (REPRODUCE, reproduce_settings)):
+            kw = self._kwargs[kind]
+            if kw["delivery_timeout_ms"] < kw.get("linger_ms", 0) + kw["request_timeout_ms"]:
+                raise ConfigError(
+                    f"KafkaBusConfig.{kind}_producer: delivery_timeout_ms "
+                    f"({kw['delivery_timeout_ms']}) must be >= linger_ms + request_timeout_ms "
+                    f"({kw.get('linger_ms', 0)} + {kw['request_timeout_ms']}); settings given: "
+                    f"{dict(settings)}"
+                )
         self._producers: dict[str, KafkaProducer] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -129,11 +138,11 @@ class Producers:
             producer = self._producers.get(kind)
             if producer is None:
                 kwargs = self._kwargs[kind]
-                before = {t.ident for t in threading.enumerate()}
+                before = io_threads()
                 try:
                     producer = KafkaProducer(**kwargs)
                 except Exception as exc:
-                    _reap_io_threads(before, kwargs["client_id"])
+                    reap_io_threads(before, kwargs["client_id"])
                     raise PublishError(
                         f"the {kind} producer could not connect to bootstrap servers "
                         f"{self._servers()} within {kwargs['bootstrap_timeout_ms']} ms "

@@ -1,0 +1,135 @@
+"""kafka-python's quirks, in one place (kafka-python 3.0.x).
+
+The bus's kafka-python transport and the lab's raw kafka-python experiments both import
+these; nobody else works around the client.
+
+- :func:`reap_io_threads`: a failed ``KafkaConsumer``/``KafkaProducer``/``KafkaAdminClient``
+  construction leaves its IO thread running;
+- :func:`unstick_join`: a group join the client abandons leaves a member with no partitions;
+- :func:`warmed_consumer`: a consumer factory that knows its topics' partitions before it
+  joins (the first join otherwise races the first metadata fetch);
+- :data:`REBALANCE_COMMIT_ERRORS`: the commit errors that only mean "the group moved on".
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import kafka.errors as kafka_errors
+from kafka import KafkaConsumer
+
+__all__ = ["reap_io_threads", "unstick_join", "warmed_consumer", "REBALANCE_COMMIT_ERRORS",
+           "io_threads"]
+
+_log = logging.getLogger(__name__)
+
+REBALANCE_COMMIT_ERRORS: tuple[type[BaseException], ...] = (
+    kafka_errors.CommitFailedError,
+    kafka_errors.RebalanceInProgressError,
+    kafka_errors.IllegalGenerationError,
+    kafka_errors.UnknownMemberIdError,
+)
+"""Errors of a commit that only mean "the group moved on": not a crash, records get redelivered."""
+
+
+def io_threads() -> set[int | None]:
+    """Idents of the threads alive now (take it before a construction that may fail)."""
+    return {t.ident for t in threading.enumerate()}
+
+
+def reap_io_threads(before: set[int | None], client_id: str) -> int:
+    """Stop IO threads a failed client construction left behind; return how many.
+
+    kafka-python 3.0.12 starts its IO thread (``kafka-io-<client_id>``) before it bootstraps
+    in ``KafkaConsumer.__init__`` and does not stop it when the bootstrap fails (e.g. the
+    broker is unreachable), so every failed construction would leak a thread. The thread's
+    target is the bound ``NetworkSelector.run_forever``; closing that selector ends it.
+    Best effort: threads started by others under the same client id may be missed.
+    """
+    reaped = 0
+    for thread in threading.enumerate():
+        if thread.name != f"kafka-io-{client_id}" or thread.ident in before:
+            continue
+        selector = getattr(getattr(thread, "_target", None), "__self__", None)
+        close = getattr(selector, "close", None)
+        if callable(close):
+            try:
+                close()
+                reaped += 1
+            except Exception:
+                _log.warning("could not stop leaked kafka IO thread %s", thread.name, exc_info=True)
+    return reaped
+
+
+def unstick_join(consumer: Any) -> bool:
+    """Restart a group join kafka-python 3.0.12 abandoned; return True if it did.
+
+    When a rejoin is triggered by the leader's metadata snapshot changing (typically right
+    after a first generation that was assigned before the metadata showed a just-created
+    topic), ``poll()`` can time out while the JoinGroup/SyncGroup task is in flight; by the
+    time the task finishes, ``need_rejoin()`` already answers False (the leader recorded
+    the new snapshot while assigning), so no later ``poll()`` consumes the task's result:
+    the assignment is never applied and the member sits with no partitions until something
+    else forces a rejoin (seen on embedded Kafka 4.1.1: 20 s to minutes). That stuck state
+    is "join task done, nothing wants to rejoin"; asking for a rejoin lets the next
+    ``poll()`` run a fresh join. Consumers without those internals (fakes) are left alone.
+    """
+    coordinator = getattr(consumer, "_coordinator", None)
+    task = getattr(coordinator, "_join_task", None)
+    if coordinator is None or task is None or not getattr(task, "is_done", False):
+        return False
+    try:
+        if coordinator.need_rejoin():
+            return False
+        coordinator.request_rejoin()
+    except Exception:  # internals changed: leave the consumer to itself
+        _log.debug("could not inspect kafka-python's join state", exc_info=True)
+        return False
+    return True
+
+
+def warmed_consumer(topics: Sequence[str], *, snapshot: bool = False
+                    ) -> Callable[..., KafkaConsumer]:
+    """A consumer factory: ``KafkaConsumer(**kwargs)`` that already knows ``topics``'
+    partitions before anybody subscribes it (a ``consumer_factory`` for the runner or
+    :class:`~offsetlab.bus.KafkaBusConfig`).
+
+    Without it the first JoinGroup can race kafka-python's first metadata fetch: the leader
+    assigns nothing (log: ``No partition metadata for topic``) and rejoins when the metadata
+    arrives; here (kafka-python 3.0.12, Kafka 4.1.1, rebalance delay 0) that rejoin sometimes
+    never finished and a member sat outside the group (E01 saw it in about one two-member join
+    in four, E03 until a session timed out). The seed's topics existed before its consumers
+    started, so knowing the partitions first is the seed's situation too.
+
+    ``snapshot=True`` also refreshes the coordinator's metadata *snapshot* right after
+    ``subscribe`` (warm metadata alone is not enough when the leader compares the metadata
+    it assigned with against a later one and rejoins on a difference).
+    """
+    wanted = tuple(topics)
+
+    def make(**kwargs: Any) -> KafkaConsumer:
+        consumer = KafkaConsumer(**kwargs)
+        try:
+            for topic in wanted:
+                consumer.partitions_for_topic(topic)
+        except BaseException:
+            consumer.close(autocommit=False)
+            raise
+        if snapshot:
+            subscribe = consumer.subscribe
+
+            def subscribe_with_snapshot(*args: Any, **kw: Any) -> Any:
+                result = subscribe(*args, **kw)
+                coordinator = getattr(consumer, "_coordinator", None)
+                update = getattr(coordinator, "_handle_metadata_update", None)
+                if update is not None:
+                    update(consumer._client.cluster)
+                return result
+
+            consumer.subscribe = subscribe_with_snapshot
+        return consumer
+
+    return make
