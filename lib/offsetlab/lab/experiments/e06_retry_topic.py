@@ -3,7 +3,7 @@
 The seed's second option: "If a message fails and should be retried, write it to a retry
 topic; process the retry topic separately ... The retrier monitors dependencies and, when
 they're up, moves messages back." Here, in raw kafka-python first
-(:class:`~offsetlab.lab.experiments.outage.RawRetryTopicPipeline`):
+(:class:`~offsetlab.lab.experiments.outage_raw.RawRetryTopicPipeline`):
 
 - the main consumer, on a retriable failure, produces the record to ``<topic>-retry`` with
   provenance headers (:func:`offsetlab.bus.headers.failure_headers`: original topic,
@@ -17,8 +17,8 @@ they're up, moves messages back." Here, in raw kafka-python first
 :func:`run_retry_topic` runs that on a few messages (one of them failing) and reads the retry
 and dead-letter topics back from the broker, decoding every copy's provenance
 (:class:`CopyRow`), plus the committed positions of both consumers. The adapter's answer is
-``KafkaBus`` with ``RetryTopicRetry`` (:func:`offsetlab.lab.experiments.e05_main_topic_retry.
-run_fail03_bus`), and the outage comparison with E05 is :mod:`offsetlab.lab.experiments.outage`.
+``KafkaBus`` with ``RetryTopicRetry`` (:func:`offsetlab.lab.experiments.e05_bus.run_fail03_bus`),
+and the outage comparison with E05 is :mod:`offsetlab.lab.experiments.outage`.
 :func:`findings` computes the notebook's deterministic findings.
 """
 
@@ -31,20 +31,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaProducer
-from kafka.structs import TopicPartition
 
 from offsetlab.brokers import BrokerHandle
+from offsetlab.bus.deadline import Deadline
 from offsetlab.bus.headers import parse_provenance
 from offsetlab.bus.retry import Backoff
-from offsetlab.lab.experiments import e05_main_topic_retry as e05
-from offsetlab.lab.experiments.outage import (
-    Dependency,
-    DependencyDown,
-    OutageRun,
-    RawRetryTopicPipeline,
-    WorkItem,
-    read_topic,
-)
+from offsetlab.lab.experiments.e05_bus import BusFail03Run
+from offsetlab.lab.experiments.outage_raw import RawRetryTopicPipeline
+from offsetlab.lab.experiments.outage_run import OutageRun
+from offsetlab.lab.experiments.outage_scenario import Dependency, DependencyDown, WorkItem
+from offsetlab.lab.raw import committed_offsets, end_offsets, read_topic
 
 __all__ = ["CopyRow", "RetryTopicRun", "run_retry_topic", "failed_during_outage", "findings"]
 
@@ -133,8 +129,8 @@ def run_retry_topic(broker: BrokerHandle, *, n_messages: int = 5,
             key, value, headers = pipeline.encode(item)
             md = producer.send(pipeline.main_topic, key=key, value=value, headers=headers).get(timeout=30)
             main_offsets[item.seq] = md.offset
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        deadline = Deadline(timeout_s)
+        while not deadline.expired():
             with lock:
                 if len(done) == n_messages:
                     finished = True
@@ -156,12 +152,11 @@ def run_retry_topic(broker: BrokerHandle, *, n_messages: int = 5,
                 reason=(p.reason or "").split(":")[0]))
     topics = {"main": (pipeline.main_topic, pipeline.group),
               "retry": (pipeline.retry_topic, f"{pipeline.group}-retrier")}
-    committed = {name: e05._committed(broker, group, TopicPartition(topic, 0))
+    committed = {name: committed_offsets(broker, group, topic).get(0)
                  for name, (topic, group) in topics.items()}
-    end_offsets = {name: e05._end_offset(broker, TopicPartition(topic, 0))
-                   for name, (topic, _) in topics.items()}
+    ends = {name: end_offsets(broker, topic)[0] for name, (topic, _) in topics.items()}
     return RetryTopicRun(topic=pipeline.main_topic, produced=items, calls=calls, copies=copies,
-                         main_offsets=main_offsets, committed=committed, end_offsets=end_offsets,
+                         main_offsets=main_offsets, committed=committed, end_offsets=ends,
                          finished=finished)
 
 
@@ -175,11 +170,12 @@ def failed_during_outage(run: OutageRun, lane: str, *, retries_only: bool = True
                if lo <= t < hi and (not retries_only or d["attempt"] >= 2))
 
 
-def findings(raw: RetryTopicRun, bus: Mapping[str, e05.BusFail03Run], run: OutageRun,
+def findings(raw: RetryTopicRun, bus: Mapping[str, BusFail03Run], run: OutageRun,
              summary: Any, *, max_retries: int) -> dict[str, Any]:
     """E06's deterministic findings. ``bus``: ``bus transient`` and ``bus poison``
-    (:func:`e05.run_bus_variants` with ``RetryTopicRetry``); ``run``/``summary``: the outage
-    with pipelines ``raw-retrier``, ``raw-move-back``, ``bus-retry-topic``, ``bus-main-topic``."""
+    (:func:`~offsetlab.lab.experiments.e05_bus.run_bus_variants` with ``RetryTopicRetry``);
+    ``run``/``summary``: the outage with pipelines ``raw-retrier``, ``raw-move-back``,
+    ``bus-retry-topic``, ``bus-main-topic``."""
     out: dict[str, Any] = {}
     retry = [c for c in raw.copies if c.topic == "retry"]
     dlt = [c for c in raw.copies if c.topic == "dlt"]

@@ -1,0 +1,152 @@
+"""The outage's adapter pipeline: ``KafkaBus`` with one retry strategy (``MainTopicRetry``
+for E05, ``RetryTopicRetry`` for E06), and :func:`warm_subscription`, which makes a bus
+subscription's consumers know their topics' partitions before they join.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kafka import KafkaConsumer
+
+from offsetlab.brokers import BrokerHandle
+from offsetlab.bus.events import Event
+from offsetlab.lab.experiments.outage_scenario import (
+    DeadLetterFn,
+    OutageWork,
+    ProcessFn,
+    WorkItem,
+)
+from offsetlab.lab.raw import create_topic, unique
+from offsetlab.lab.timeline import Timeline
+
+__all__ = ["BUS_CONSUMER_SETTINGS", "warm_subscription", "BusPipeline"]
+
+#: consumer settings of the bus subscriptions here: a short session so that a broker whose
+#: first group join waits on the session timeout (Tansu waits about half of it) joins in
+#: seconds; heartbeats well inside it
+BUS_CONSUMER_SETTINGS: dict[str, Any] = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1500}
+
+
+def warm_subscription(sub: Any) -> None:
+    """Make a ``KafkaSubscription`` (before ``start``/``run``) build consumers that know its
+    topics' partitions before they join.
+
+    Without it the first JoinGroup can race kafka-python's first metadata fetch: the leader
+    assigns nothing (``No partition metadata for topic``), rejoins when the metadata arrives,
+    and that rejoin sometimes never completes its SyncGroup (kafka-python 3.0.12; seen here,
+    in E01 and E03): the subscription then sits without partitions. ``KafkaBus`` takes no
+    consumer factory, so this sets the subscription's (a private attribute, checked). Warm
+    metadata alone is not enough: the coordinator's metadata *snapshot* must include the
+    topics when the leader assigns, or the next metadata update triggers that rejoin.
+    """
+    if not hasattr(sub, "_consumer_factory"):
+        raise AttributeError(f"{sub!r} has no consumer factory to warm; KafkaSubscription changed")
+    topics = tuple(sub.spec.topics)
+
+    def make(**kwargs: Any) -> KafkaConsumer:
+        consumer = KafkaConsumer(**kwargs)
+        try:
+            for topic in topics:
+                consumer.partitions_for_topic(topic)
+        except BaseException:
+            consumer.close(autocommit=False)
+            raise
+        subscribe = consumer.subscribe
+
+        def subscribe_with_snapshot(*args: Any, **kw: Any) -> Any:
+            result = subscribe(*args, **kw)
+            # The coordinator compares the metadata it assigned with against later metadata
+            # and rejoins on a difference; its snapshot is otherwise only refreshed when the
+            # next metadata response arrives, which can be after the first assignment (an
+            # empty snapshot, then a rejoin). Refresh it now from the warm cluster metadata.
+            coordinator = getattr(consumer, "_coordinator", None)
+            update = getattr(coordinator, "_handle_metadata_update", None)
+            if update is not None:
+                update(consumer._client.cluster)
+            return result
+
+        consumer.subscribe = subscribe_with_snapshot  # type: ignore[method-assign]
+        return consumer
+
+    sub._consumer_factory = make
+
+
+class BusPipeline:
+    """``KafkaBus`` with one retry strategy; the handler is the run's
+    (:meth:`~offsetlab.lab.experiments.outage_run.OutageRun.handler_for`)."""
+
+    def __init__(self, broker: BrokerHandle, name: str, retry: Any, *, partitions: int = 1,
+                 consumer_settings: dict[str, Any] | None = None) -> None:
+        from offsetlab.bus import EventRegistry
+
+        self.name = name
+        self.broker = broker
+        self.retry = retry
+        self.registry = EventRegistry([OutageWork], topic_prefix=unique(name) + ".")
+        # the main topic is made here (its partitions); the bus makes its retry and
+        # dead-letter topics at start, with the main topic's partition count
+        self.main_topic = create_topic(broker, self.registry.topic_for(OutageWork), partitions)
+        self.dead_letter_topic = f"{self.main_topic}{retry.dead_letter_suffix}"
+        self.consumer_settings = consumer_settings or {}
+        #: set by :func:`run_outage`: where membership and pauses are recorded
+        self.timeline: Timeline | None = None
+        self._bus: Any = None
+        self._sub: Any = None
+
+    def encode(self, item: WorkItem) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+        encoded = self.registry.encode(OutageWork(seq=item.seq, work_key=item.key,
+                                                  needs_dependency=item.needs_dependency))
+        return encoded.key or b"", encoded.value, list(encoded.headers)
+
+    def decode_dead_letter(self, value: bytes) -> int:
+        event = self.registry.decode(value)
+        assert isinstance(event, OutageWork)
+        return event.seq
+
+    def start(self, process: ProcessFn, on_dead_letter: DeadLetterFn) -> None:
+        from offsetlab.bus import ActivityKind, KafkaBus, KafkaBusConfig
+
+        attempts: dict[str, int] = {}  # event_id -> handler calls so far
+        seqs: dict[str, int] = {}
+
+        def handler(event: Event) -> None:
+            assert isinstance(event, OutageWork)
+            attempts[event.event_id] = attempts.get(event.event_id, 0) + 1
+            seqs[event.event_id] = event.seq
+            process(event.item(), attempts[event.event_id])
+
+        timeline = self.timeline
+
+        def on_activity(activity: Any) -> None:
+            if activity.kind is ActivityKind.DEAD_LETTERED and activity.event_id in seqs:
+                on_dead_letter(seqs[activity.event_id])
+            if timeline is None:
+                return
+            # membership (lane "<name>-group") and not-before waits, one lane per paused
+            # topic ("<name> waits on main|retry topic"), on the run's timeline
+            lane = f"{self.name}-group"
+            if activity.kind is ActivityKind.JOINED:
+                timeline.record(lane, "join", detail=activity.detail)
+            elif activity.kind is ActivityKind.REBALANCED:
+                timeline.record(lane, activity.detail.split(" ", 1)[0], detail=activity.detail)
+            elif activity.kind in (ActivityKind.WAITING, ActivityKind.RESUMED) and activity.topic:
+                which = "main" if activity.topic == self.main_topic else "retry"
+                timeline.record(f"{self.name} waits on {which} topic", "pause",
+                                phase="start" if activity.kind is ActivityKind.WAITING else "end",
+                                topic=activity.topic, partition=activity.partition)
+
+        config = KafkaBusConfig(
+            bootstrap_servers=self.broker.bootstrap_servers, name=self.name,
+            client_settings=dict(self.broker.client_config),
+            consumer_settings={**BUS_CONSUMER_SETTINGS, **self.consumer_settings})
+        self._bus = KafkaBus(self.registry, config)
+        self._bus.add_listener(on_activity)
+        self._sub = self._bus.subscribe(OutageWork, handler, group=unique(self.name),
+                                        retry=self.retry, name=self.name)
+        warm_subscription(self._sub)
+        self._sub.run(timeout=30)
+
+    def stop(self) -> None:
+        if self._bus is not None:
+            self._bus.close()
