@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from offsetlab.brokers import NotCapable, start_broker
+from offsetlab.bus.deadline import Deadline
 from offsetlab.lab.raw import RawGroup, create_topic, produce, unique
 
 pytestmark = pytest.mark.integration
@@ -34,8 +35,8 @@ def processes_matching(text: str) -> list[str]:
 
 
 def wait_gone(text: str, timeout_s: float = 30) -> list[str]:
-    deadline = time.monotonic() + timeout_s
-    while (left := processes_matching(text)) and time.monotonic() < deadline:
+    deadline = Deadline(timeout_s)
+    while (left := processes_matching(text)) and not deadline.expired():
         time.sleep(0.2)
     return left
 
@@ -54,8 +55,8 @@ def round_trip(broker) -> list[bytes]:
     consumer = KafkaConsumer(topic, **broker.clients(group_id=unique("g"), auto_offset_reset="earliest",
                                                       enable_auto_commit=False, **FAST_GROUP))
     values: list[bytes] = []
-    deadline = time.monotonic() + 30
-    while len(values) < 5 and time.monotonic() < deadline:
+    deadline = Deadline(30)
+    while len(values) < 5 and not deadline.expired():
         for records in consumer.poll(timeout_ms=200).values():
             values += [r.value for r in records]
     consumer.close()
@@ -98,8 +99,8 @@ def test_kafka_restart_keeps_port_and_data():
         produce(broker, topic, [("k", "after restart")])
         consumer = KafkaConsumer(topic, **broker.clients(group_id=unique("g"), auto_offset_reset="earliest"))
         values: list[bytes] = []
-        deadline = time.monotonic() + 60
-        while len(values) < 2 and time.monotonic() < deadline:
+        deadline = Deadline(60)
+        while len(values) < 2 and not deadline.expired():
             for records in consumer.poll(timeout_ms=200).values():
                 values += [r.value for r in records]
         consumer.close()
@@ -151,8 +152,8 @@ def test_cli_broker_up_stops_on_ctrl_c():
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+        deadline = Deadline(120)
+        while not deadline.expired():
             line = proc.stdout.readline()
             lines.append(line)
             if line.startswith("log:") or not line:

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from offsetlab.bus.deadline import Deadline
 
 pytestmark = pytest.mark.integration
 
@@ -95,9 +96,9 @@ def test_workers_die_with_the_orchestrator(tmp_path: Path) -> None:
                             cwd=REPO, env=_env(tmp_path))
     try:
         assert proc.stdout is not None
-        deadline = time.monotonic() + 90
+        deadline = Deadline(90)
         seen = []
-        while time.monotonic() < deadline:
+        while not deadline.expired():
             line = proc.stdout.readline()
             if not line:
                 break
@@ -110,8 +111,8 @@ def test_workers_die_with_the_orchestrator(tmp_path: Path) -> None:
         assert len(pids) == 2 and all(_alive(pid) for pid in pids)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
-        deadline = time.monotonic() + 20
-        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        deadline = Deadline(20)
+        while any(_alive(pid) for pid in pids) and not deadline.expired():
             time.sleep(0.2)
         assert not [pid for pid in pids if _alive(pid)], "workers outlived the orchestrator"
     finally:

@@ -28,6 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from offsetlab.bus.deadline import Deadline
+
 log = logging.getLogger(__name__)
 
 __all__ = ["EXPECTED_S", "expected_durations", "schedule", "Record", "Pool", "progress",
@@ -391,10 +393,10 @@ class Pool:
 def _wait(events: Sequence[threading.Event], timeout_s: float | None = None) -> bool:
     """Wait until every event is set (in short steps, so Ctrl-C reaches the main thread);
     True when they all were within ``timeout_s``."""
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    deadline = Deadline(timeout_s)
     for ev in events:
         while not ev.wait(0.2):
-            if deadline is not None and time.monotonic() >= deadline:
+            if deadline.expired():
                 return False
     return True
 
