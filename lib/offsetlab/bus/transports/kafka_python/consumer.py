@@ -17,6 +17,7 @@ from typing import Any
 from kafka import KafkaConsumer
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.structs import OffsetAndMetadata
+from kafka.structs import TopicPartition as KafkaTopicPartition
 
 from offsetlab.bus.config import RunnerConfig
 from offsetlab.bus.ports import CommitRebalanced, RebalanceListener
@@ -93,16 +94,17 @@ class KafkaPythonConsumer:
                 return records  # type: ignore[no-any-return]
         return [r for records in polled.values() for r in records]
 
+    # kafka-python checks isinstance(tp, kafka.structs.TopicPartition): convert the bus's.
     def pause(self, partitions: Sequence[TopicPartition]) -> None:
         if partitions:
-            self.consumer.pause(*partitions)
+            self.consumer.pause(*(KafkaTopicPartition(*tp) for tp in partitions))
 
     def resume(self, partitions: Sequence[TopicPartition]) -> None:
         if partitions:
-            self.consumer.resume(*partitions)
+            self.consumer.resume(*(KafkaTopicPartition(*tp) for tp in partitions))
 
     def seek(self, partition: TopicPartition, offset: int) -> None:
-        self.consumer.seek(partition, offset)
+        self.consumer.seek(KafkaTopicPartition(*partition), offset)
 
     def assignment(self) -> frozenset[TopicPartition]:
         return frozenset(TopicPartition(tp.topic, tp.partition)
@@ -110,7 +112,7 @@ class KafkaPythonConsumer:
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         try:
-            self.consumer.commit({tp: OffsetAndMetadata(off, "", -1)
+            self.consumer.commit({KafkaTopicPartition(*tp): OffsetAndMetadata(off, "", -1)
                                   for tp, off in offsets.items()})
         except REBALANCE_COMMIT_ERRORS as exc:
             raise CommitRebalanced(f"{type(exc).__name__}: {exc}") from exc
