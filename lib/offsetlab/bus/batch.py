@@ -14,7 +14,7 @@ from offsetlab.bus.errors import RunnerStateError
 from offsetlab.bus.types import Record, TopicPartition, tp_of
 
 if TYPE_CHECKING:
-    from offsetlab.bus.runner import ConsumerRunner
+    from offsetlab.bus.runner_member import MemberThread
 
 __all__ = ["BatchContext"]
 
@@ -39,7 +39,7 @@ class BatchContext:
     It has no producer: retries and dead letters are the bus's business.
     """
 
-    def __init__(self, runner: ConsumerRunner, records: Sequence[Record]) -> None:
+    def __init__(self, runner: MemberThread, records: Sequence[Record]) -> None:
         self._runner = runner
         self.records: tuple[Record, ...] = tuple(records)
         self._offsets: dict[TopicPartition, list[int]] = {}
