@@ -1,17 +1,24 @@
-"""offsetlab.bus: the event-bus adapter the seed never finished, on kafka-python.
+"""offsetlab.bus: the event-bus adapter the seed never finished, on kafka-python or
+confluent-kafka.
 
-Extractable: it imports kafka-python and the standard library only (a test checks it).
+Extractable: it imports the standard library and, lazily, the client library of the
+transport it runs on (a test checks it; the in-memory bus needs no client at all).
 
 * Events and their envelope: :class:`Event`, :class:`EventRegistry`; aggregates that keep an
   event until the broker acknowledged it: :class:`AggregateRoot`, :func:`publish_for_aggregate`.
 * One interface (:class:`EventBus`, :class:`Subscription`), two buses: :class:`InMemoryBus`
-  and :class:`KafkaBus`.
+  and :class:`KafkaBus`; one subscription core (:mod:`offsetlab.bus.core`) carries out the
+  verdicts on both; the Kafka bus and the consumer runner run on a *transport*
+  (``KafkaBusConfig(client="kafka-python" | "confluent-kafka")``,
+  :mod:`offsetlab.bus.transports`), each with its client's quirks in one ``compat`` module.
+* Client-neutral types: :class:`TopicPartition` (equal to kafka-python's), records with
+  kafka-python's ``ConsumerRecord`` attribute names.
 * Handler outcomes :class:`Ok` / :class:`Retry` / :class:`Reject`; the subscription's
   *error classifier* (:class:`ErrorClassifier`) and *retry strategy* (:class:`InPlaceRetry`,
   :class:`MainTopicRetry`, :class:`RetryTopicRetry`, each ending in a dead-letter topic); the
   dependency :class:`CircuitBreaker`.
 * The consumer runner (:class:`ConsumerRunner`): KafkaJS's ``run()`` shape on a thread that
-  owns one KafkaConsumer, with a *crash policy* (:class:`CrashPolicy`) and typed lifecycle
+  owns one group member, with a *crash policy* (:class:`CrashPolicy`) and typed lifecycle
   events.
 * Errors: one root, :class:`BusError`; the tree is drawn in :mod:`offsetlab.bus.errors`.
 """
@@ -75,6 +82,8 @@ from .retry import (
     dead_letter_topic,
 )
 from .runner import BatchContext, ConsumerRunner, JoinHandle
+from .transports import CLIENTS
+from .types import TopicPartition
 
 __all__ = [
     # events and aggregates
@@ -88,7 +97,7 @@ __all__ = [
     "CircuitBreaker", "BreakerState", "BreakerTransition",
     # the consumer runner
     "ConsumerRunner", "RunnerConfig", "CrashPolicy", "JoinHandle", "BatchContext",
-    "RunnerState", "LifecycleKind", "LifecycleEvent", "Connect", "GroupJoin", "Rebalance", "Pause",
+    "RunnerState", "TopicPartition", "CLIENTS", "LifecycleKind", "LifecycleEvent", "Connect", "GroupJoin", "Rebalance", "Pause",
     "Resume", "Commit", "Stop", "Crash", "Disconnect",
     # errors
     "BusError", "ConfigError", "RunnerError", "JoinFailed", "JoinTimeout", "RunnerStateError",
