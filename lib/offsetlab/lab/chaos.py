@@ -2,7 +2,8 @@
 
     offsetlab chaos --events N --kills K --broker-restarts R [--seed S] [--workers W]
                     [--partitions P] [--publish-seconds T] [--handle-ms MS]
-                    [--consumer bus|raw|unsafe] [--publisher bus|raw] [--run-id ID]
+                    [--consumer bus|raw|unsafe] [--publisher bus|raw]
+                    [--client kafka-python|confluent-kafka] [--run-id ID]
 
 One run: a ``kafka`` broker (started here, restartable in place), a topic with P partitions,
 W consumer worker processes (:mod:`offsetlab.lab.chaos_worker`) in one consumer group, a
@@ -56,6 +57,7 @@ from typing import IO, Any
 from offsetlab.bus.deadline import Deadline
 from offsetlab.bus.errors import ConfigError
 from offsetlab.bus.testing import read_topic
+from offsetlab.bus.transports import CLIENTS
 
 from .chaos_config import ChaosConfig, ChaosResult, account, report
 from .chaos_publish import BusPublishClient, PublishClient, Publisher, RawPublishClient
@@ -120,7 +122,8 @@ def run_chaos(config: ChaosConfig, *, broker: Any = None, out: IO[str] | None = 
 
     say(f"chaos run {run_id}: events {config.events}, workers {config.workers}, partitions "
         f"{config.partitions}, kills {config.kills}, broker restarts {config.broker_restarts}, "
-        f"seed {seed} (consumer {config.consumer}, publisher {config.publisher})")
+        f"seed {seed} (consumer {config.consumer}, publisher {config.publisher}, "
+        f"client {config.client})")
     abort = threading.Event()
     threads: list[threading.Thread] = []
     tally = ProcessedTally()
@@ -152,7 +155,7 @@ def run_chaos(config: ChaosConfig, *, broker: Any = None, out: IO[str] | None = 
             pool = WorkerPool(folder=folder, bootstrap_servers=servers, topic_prefix=prefix,
                               group=group, mode=config.consumer,
                               session_timeout_ms=config.session_timeout_ms,
-                              handle_ms=config.handle_ms)
+                              handle_ms=config.handle_ms, client=config.client)
             stack.callback(pool.stop_all, 10.0)
             # the negative control holds a committed batch in every worker until a kill picks
             # one: the victim dies with records committed and unhandled, whatever the timing
@@ -165,7 +168,7 @@ def run_chaos(config: ChaosConfig, *, broker: Any = None, out: IO[str] | None = 
 
             def make_client(generation: int) -> PublishClient:
                 if config.publisher == "bus":
-                    return BusPublishClient(servers, prefix, generation)
+                    return BusPublishClient(servers, prefix, generation, client=config.client)
                 return RawPublishClient(servers, topic)
 
             publisher = Publisher(make_client, n=config.events, batch=config.publish_batch,
@@ -332,6 +335,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="bus (default), raw, or unsafe (commits before handling: loses "
                              "events, to show that the run detects it)")
     parser.add_argument("--publisher", choices=MODES, default=d.publisher)
+    parser.add_argument("--client", choices=CLIENTS, default=d.client,
+                        help=f"the bus's client library, publisher and consumers ({d.client})")
     parser.add_argument("--run-id", default=None, help="default: <UTC time>-chaos")
 
 
@@ -345,7 +350,8 @@ def main(args: argparse.Namespace) -> int:
                              session_timeout_ms=args.session_timeout_ms,
                              handle_ms=args.handle_ms,
                              drain_timeout_s=args.drain_timeout, consumer=args.consumer,
-                             publisher=args.publisher, run_id=args.run_id)
+                             publisher=args.publisher, client=args.client,
+                             run_id=args.run_id)
     except ConfigError as exc:
         print(f"error: {exc}")
         return 2

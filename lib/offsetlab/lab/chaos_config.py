@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from offsetlab.bus.errors import ConfigError
+from offsetlab.bus.transports import check_client
 
 from .chaos_worker import CONSUMER_MODES, MODES
 
@@ -48,6 +49,9 @@ class ChaosConfig:
     consumer: str = "bus"
     #: ``bus`` (KafkaBus publish) or ``raw`` (KafkaProducer, flush per batch) publisher
     publisher: str = "bus"
+    #: the bus's client library (``bus`` publisher and consumers): ``kafka-python`` or
+    #: ``confluent-kafka``; the ``raw`` and ``unsafe`` modes are kafka-python either way
+    client: str = "kafka-python"
     run_id: str | None = None
     runs_dir: Path | None = None
 
@@ -67,6 +71,7 @@ class ChaosConfig:
             raise ConfigError(f"ChaosConfig.consumer={self.consumer!r}: use one of {CONSUMER_MODES}")
         if self.publisher not in MODES:
             raise ConfigError(f"ChaosConfig.publisher={self.publisher!r}: use one of {MODES}")
+        check_client(self.client, "ChaosConfig")
 
 
 @dataclass

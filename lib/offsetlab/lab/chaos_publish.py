@@ -63,11 +63,12 @@ class RawPublishClient:
 class BusPublishClient:
     """``KafkaBus.publish_many``: send the batch, return once every event is acknowledged."""
 
-    def __init__(self, bootstrap_servers: str, topic_prefix: str, generation: int) -> None:
+    def __init__(self, bootstrap_servers: str, topic_prefix: str, generation: int, *,
+                 client: str = "kafka-python") -> None:
         from offsetlab.bus import KafkaBus, KafkaBusConfig
 
         self._bus = KafkaBus(chaos_registry(topic_prefix), KafkaBusConfig(
-            bootstrap_servers=bootstrap_servers, publish_timeout_s=PUBLISH_TIMEOUT_S,
+            bootstrap_servers=bootstrap_servers, publish_timeout_s=PUBLISH_TIMEOUT_S, client=client,
             create_topics=False, name=f"chaos-publisher-{generation}"))
 
     def publish(self, events: list[ChaosEvent]) -> None:

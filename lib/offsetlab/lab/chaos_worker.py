@@ -1,7 +1,8 @@
 """One chaos consumer process: consume the chaos topic, write down every event it handled.
 
     python -m offsetlab.lab.chaos_worker --bootstrap-servers HOST:PORT --topic-prefix P \\
-        --group G --out FILE [--mode bus|raw] [--session-timeout-ms 6000] [--name NAME]
+        --group G --out FILE [--mode bus|raw] [--client kafka-python|confluent-kafka] \\
+        [--session-timeout-ms 6000] [--name NAME]
 
 ``offsetlab chaos`` (:mod:`offsetlab.lab.chaos`) starts several of these and SIGKILLs them
 at random moments. What makes the accounting honest is *when* a worker writes: the handler
@@ -16,7 +17,8 @@ commit (the duplicates the run reports).
 
 Modes:
 
-- ``bus`` (default): :class:`offsetlab.bus.KafkaBus` ``subscribe(ChaosEvent, handler)``.
+- ``bus`` (default): :class:`offsetlab.bus.KafkaBus` ``subscribe(ChaosEvent, handler)`` on the
+  client ``--client`` names (kafka-python or confluent-kafka).
 - ``raw``: a plain kafka-python poll loop that handles the whole batch, then commits it
   synchronously (the baseline the bus is compared with).
 - ``unsafe``: the raw loop with the commit *before* the batch is handled (at-most-once). It
@@ -48,6 +50,7 @@ from dataclasses import dataclass
 from typing import IO, Any, ClassVar
 
 from offsetlab.bus.events import Event, EventRegistry
+from offsetlab.bus.transports import CLIENTS
 
 __all__ = ["ChaosEvent", "chaos_registry", "EventLog", "main", "MODES", "CONSUMER_MODES"]
 
@@ -216,6 +219,7 @@ def consume_bus(args: argparse.Namespace, events: EventLog, stop: threading.Even
     registry = chaos_registry(args.topic_prefix)
     config = KafkaBusConfig(
         bootstrap_servers=args.bootstrap_servers,
+        client=args.client,
         consumer_settings={
             "session_timeout_ms": args.session_timeout_ms,
             "heartbeat_interval_ms": max(100, args.session_timeout_ms // 6),
@@ -246,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group", required=True)
     p.add_argument("--out", required=True, help="file the handled sequence numbers are appended to")
     p.add_argument("--mode", choices=CONSUMER_MODES, default="bus")
+    p.add_argument("--client", choices=CLIENTS, default="kafka-python",
+                   help="the bus's client library (mode 'bus' only)")
     p.add_argument("--session-timeout-ms", type=int, default=6000)
     p.add_argument("--handle-ms", type=float, default=0.0,
                    help="simulated work per event before it is recorded (ms)")
@@ -265,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     events = EventLog(args.out)
-    _say(f"started pid={os.getpid()} mode={args.mode} group={args.group}")
+    _say(f"started pid={os.getpid()} mode={args.mode} client={args.client} group={args.group}")
     try:
         if args.mode == "bus":
             consume_bus(args, events, stop)

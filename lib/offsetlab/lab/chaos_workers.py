@@ -41,11 +41,12 @@ class WorkerPool:
     dies, the kernel closes the pipe and the workers exit (see ``chaos_worker``)."""
 
     def __init__(self, *, folder: Path, bootstrap_servers: str, topic_prefix: str, group: str,
-                 mode: str, session_timeout_ms: int, handle_ms: float) -> None:
+                 mode: str, session_timeout_ms: int, handle_ms: float,
+                 client: str = "kafka-python") -> None:
         self.folder = folder
         self._argv = [sys.executable, "-m", "offsetlab.lab.chaos_worker",
                       "--bootstrap-servers", bootstrap_servers, "--topic-prefix", topic_prefix,
-                      "--group", group, "--mode", mode,
+                      "--group", group, "--mode", mode, "--client", client,
                       "--session-timeout-ms", str(session_timeout_ms),
                       "--handle-ms", str(handle_ms)]
         self.workers: list[Worker] = []

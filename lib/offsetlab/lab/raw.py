@@ -22,6 +22,7 @@ from kafka.errors import TopicAlreadyExistsError
 from offsetlab.brokers import BrokerHandle
 from offsetlab.bus import testing
 from offsetlab.bus.deadline import Deadline
+from offsetlab.bus.transports.kafka_python import compat
 
 
 def unique(prefix: str) -> str:
@@ -105,28 +106,10 @@ def end_offsets(broker: BrokerHandle, topic: str) -> dict[int, int]:
                                client_settings=broker.client_config)
 
 
-def warmed_consumer(topics: Sequence[str]) -> Callable[..., KafkaConsumer]:
-    """A consumer factory: ``KafkaConsumer(**kwargs)`` that already knows ``topics``'
-    partitions before anybody subscribes it (usable as the runner's ``consumer_factory``).
-
-    Without it the first JoinGroup can race kafka-python's first metadata fetch: the leader
-    assigns nothing (log: ``No partition metadata for topic``) and rejoins when the metadata
-    arrives; here (kafka-python 3.0.12, Kafka 4.1.1, rebalance delay 0) that rejoin sometimes
-    never finished and a member sat outside the group (E01 saw it in about one two-member join
-    in four, E03 until a session timed out). The seed's topics existed before its consumers
-    started, so knowing the partitions first is the seed's situation too."""
-
-    def make(**kwargs: Any) -> KafkaConsumer:
-        consumer = KafkaConsumer(**kwargs)
-        try:
-            for topic in topics:
-                consumer.partitions_for_topic(topic)
-        except BaseException:
-            consumer.close(autocommit=False)
-            raise
-        return consumer
-
-    return make
+warmed_consumer = compat.warmed_consumer
+"""A consumer factory that knows its topics' partitions before it joins: kafka-python's
+workaround, kept in :mod:`offsetlab.bus.transports.kafka_python.compat` (re-exported here for
+the raw experiments)."""
 
 
 class _Assignments(ConsumerRebalanceListener):

@@ -25,7 +25,7 @@ from offsetlab.bus.headers import Provenance, parse_provenance
 from offsetlab.bus.interface import Activity, ActivityKind
 from offsetlab.bus.kafka_bus import KafkaBus
 from offsetlab.bus.retry import RetryStrategy, dead_letter_topic
-from offsetlab.lab.experiments.outage_bus import BUS_CONSUMER_SETTINGS, warm_subscription
+from offsetlab.lab.experiments.outage_bus import BUS_CONSUMER_SETTINGS, warmed_factory
 from offsetlab.lab.experiments.outage_scenario import DependencyDown
 from offsetlab.lab.raw import committed_offsets, create_topic, end_offsets, read_topic, unique
 
@@ -123,12 +123,12 @@ def run_fail03_bus(broker: BrokerHandle, retry: RetryStrategy, *, n_messages: in
 
     config = KafkaBusConfig(bootstrap_servers=broker.bootstrap_servers, name=group,
                             client_settings=dict(broker.client_config), keep_activity=True,
-                            consumer_settings=BUS_CONSUMER_SETTINGS)
+                            consumer_settings=BUS_CONSUMER_SETTINGS,
+                            consumer_factory=warmed_factory())
     events = [Fail03Message(seq=i, message_key=f"key-{i % keys}") for i in range(n_messages)]
     with KafkaBus(registry, config) as bus:
         bus.add_listener(on_activity)
         sub = bus.subscribe(Fail03Message, handler, group=group, retry=retry)
-        warm_subscription(sub)
         sub.run(timeout=30)
         bus.publish_many(events)  # sent together: all in the log before the first copy
         ids = {e.event_id: e.seq for e in events}

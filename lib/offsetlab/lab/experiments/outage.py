@@ -41,7 +41,7 @@ from __future__ import annotations
 from offsetlab.lab.experiments.outage_bus import (
     BUS_CONSUMER_SETTINGS,
     BusPipeline,
-    warm_subscription,
+    warmed_factory,
 )
 from offsetlab.lab.experiments.outage_raw import (
     RETRY_COUNT_HEADER,
@@ -71,7 +71,7 @@ __all__ = [
     "RawMainTopicPipeline",
     "RawRetryTopicPipeline",
     "BusPipeline",
-    "warm_subscription",
+    "warmed_factory",
     "run_outage",
     "read_topic",
     "summarize",

@@ -1,16 +1,16 @@
 """The outage's adapter pipeline: ``KafkaBus`` with one retry strategy (``MainTopicRetry``
-for E05, ``RetryTopicRetry`` for E06), and :func:`warm_subscription`, which makes a bus
-subscription's consumers know their topics' partitions before they join.
+for E05, ``RetryTopicRetry`` for E06), whose subscriptions' consumers know their topics'
+partitions before they join (:func:`warmed_factory`, given as the bus config's consumer
+factory).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from kafka import KafkaConsumer
-
 from offsetlab.brokers import BrokerHandle
 from offsetlab.bus.events import Event
+from offsetlab.bus.transports.kafka_python.compat import warmed_consumer
 from offsetlab.lab.experiments.outage_scenario import (
     DeadLetterFn,
     OutageWork,
@@ -20,7 +20,7 @@ from offsetlab.lab.experiments.outage_scenario import (
 from offsetlab.lab.raw import create_topic, unique
 from offsetlab.lab.timeline import Timeline
 
-__all__ = ["BUS_CONSUMER_SETTINGS", "warm_subscription", "BusPipeline"]
+__all__ = ["BUS_CONSUMER_SETTINGS", "warmed_factory", "BusPipeline"]
 
 #: consumer settings of the bus subscriptions here: a short session so that a broker whose
 #: first group join waits on the session timeout (Tansu waits about half of it) joins in
@@ -28,48 +28,12 @@ __all__ = ["BUS_CONSUMER_SETTINGS", "warm_subscription", "BusPipeline"]
 BUS_CONSUMER_SETTINGS: dict[str, Any] = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1500}
 
 
-def warm_subscription(sub: Any) -> None:
-    """Make a ``KafkaSubscription`` (before ``start``/``run``) build consumers that know its
-    topics' partitions before they join.
-
-    Without it the first JoinGroup can race kafka-python's first metadata fetch: the leader
-    assigns nothing (``No partition metadata for topic``), rejoins when the metadata arrives,
-    and that rejoin sometimes never completes its SyncGroup (kafka-python 3.0.12; seen here,
-    in E01 and E03): the subscription then sits without partitions. ``KafkaBus`` takes no
-    consumer factory, so this sets the subscription's (a private attribute, checked). Warm
-    metadata alone is not enough: the coordinator's metadata *snapshot* must include the
-    topics when the leader assigns, or the next metadata update triggers that rejoin.
-    """
-    if not hasattr(sub, "_consumer_factory"):
-        raise AttributeError(f"{sub!r} has no consumer factory to warm; KafkaSubscription changed")
-    topics = tuple(sub.spec.topics)
-
-    def make(**kwargs: Any) -> KafkaConsumer:
-        consumer = KafkaConsumer(**kwargs)
-        try:
-            for topic in topics:
-                consumer.partitions_for_topic(topic)
-        except BaseException:
-            consumer.close(autocommit=False)
-            raise
-        subscribe = consumer.subscribe
-
-        def subscribe_with_snapshot(*args: Any, **kw: Any) -> Any:
-            result = subscribe(*args, **kw)
-            # The coordinator compares the metadata it assigned with against later metadata
-            # and rejoins on a difference; its snapshot is otherwise only refreshed when the
-            # next metadata response arrives, which can be after the first assignment (an
-            # empty snapshot, then a rejoin). Refresh it now from the warm cluster metadata.
-            coordinator = getattr(consumer, "_coordinator", None)
-            update = getattr(coordinator, "_handle_metadata_update", None)
-            if update is not None:
-                update(consumer._client.cluster)
-            return result
-
-        consumer.subscribe = subscribe_with_snapshot  # type: ignore[method-assign]
-        return consumer
-
-    sub._consumer_factory = make
+def warmed_factory() -> Any:
+    """The consumer factory of the bus subscriptions here: consumers that know their topics'
+    partitions before they join, and refresh the coordinator's metadata snapshot
+    (:func:`offsetlab.bus.transports.kafka_python.compat.warmed_consumer`; without it a
+    subscription sometimes sat without partitions on kafka-python 3.0.12, in E01 and E03)."""
+    return warmed_consumer(snapshot=True)
 
 
 class BusPipeline:
@@ -138,13 +102,12 @@ class BusPipeline:
 
         config = KafkaBusConfig(
             bootstrap_servers=self.broker.bootstrap_servers, name=self.name,
-            client_settings=dict(self.broker.client_config),
+            client_settings=dict(self.broker.client_config), consumer_factory=warmed_factory(),
             consumer_settings={**BUS_CONSUMER_SETTINGS, **self.consumer_settings})
         self._bus = KafkaBus(self.registry, config)
         self._bus.add_listener(on_activity)
         self._sub = self._bus.subscribe(OutageWork, handler, group=unique(self.name),
                                         retry=self.retry, name=self.name)
-        warm_subscription(self._sub)
         self._sub.run(timeout=30)
 
     def stop(self) -> None:

@@ -91,11 +91,12 @@ def unstick_join(consumer: Any) -> bool:
     return True
 
 
-def warmed_consumer(topics: Sequence[str], *, snapshot: bool = False
+def warmed_consumer(topics: Sequence[str] = (), *, snapshot: bool = False
                     ) -> Callable[..., KafkaConsumer]:
-    """A consumer factory: ``KafkaConsumer(**kwargs)`` that already knows ``topics``'
-    partitions before anybody subscribes it (a ``consumer_factory`` for the runner or
-    :class:`~offsetlab.bus.KafkaBusConfig`).
+    """A consumer factory: ``KafkaConsumer(**kwargs)`` that knows its topics' partitions
+    before it joins (a ``consumer_factory`` for the runner or
+    :class:`~offsetlab.bus.KafkaBusConfig`). ``topics`` are fetched at construction, and
+    the topics given to ``subscribe`` are fetched before it subscribes.
 
     Without it the first JoinGroup can race kafka-python's first metadata fetch: the leader
     assigns nothing (log: ``No partition metadata for topic``) and rejoins when the metadata
@@ -105,8 +106,11 @@ def warmed_consumer(topics: Sequence[str], *, snapshot: bool = False
     started, so knowing the partitions first is the seed's situation too.
 
     ``snapshot=True`` also refreshes the coordinator's metadata *snapshot* right after
-    ``subscribe`` (warm metadata alone is not enough when the leader compares the metadata
-    it assigned with against a later one and rejoins on a difference).
+    ``subscribe``: the coordinator compares the metadata it assigned with against later
+    metadata and rejoins on a difference, and its snapshot is otherwise only refreshed when
+    the next metadata response arrives, which can be after the first assignment (an empty
+    snapshot, then a rejoin). Warm metadata alone is not enough for the bus's subscriptions
+    (E05, E06).
     """
     wanted = tuple(topics)
 
@@ -118,18 +122,20 @@ def warmed_consumer(topics: Sequence[str], *, snapshot: bool = False
         except BaseException:
             consumer.close(autocommit=False)
             raise
-        if snapshot:
-            subscribe = consumer.subscribe
+        subscribe = consumer.subscribe
 
-            def subscribe_with_snapshot(*args: Any, **kw: Any) -> Any:
-                result = subscribe(*args, **kw)
+        def warm_subscribe(topics: Sequence[str] = (), *args: Any, **kw: Any) -> Any:
+            for topic in topics or ():
+                consumer.partitions_for_topic(topic)
+            result = subscribe(topics, *args, **kw)
+            if snapshot:
                 coordinator = getattr(consumer, "_coordinator", None)
                 update = getattr(coordinator, "_handle_metadata_update", None)
                 if update is not None:
                     update(consumer._client.cluster)
-                return result
+            return result
 
-            consumer.subscribe = subscribe_with_snapshot
+        consumer.subscribe = warm_subscribe
         return consumer
 
     return make
