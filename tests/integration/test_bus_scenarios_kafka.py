@@ -1,7 +1,8 @@
 """The shared bus scenarios (tests/scenarios) on KafkaBus against embedded Kafka.
 
 The same bodies run on the in-memory bus in ``tests/unit/test_bus_scenarios_memory.py``;
-here time is real and every run uses its own uuid topic prefix and group names.
+here time is real and every run uses its own uuid topic prefix and group names, on each
+client library (``client``: kafka-python and confluent-kafka).
 """
 
 from __future__ import annotations
@@ -30,13 +31,20 @@ from scenarios.events import scenario_registry
 pytestmark = pytest.mark.integration
 
 STRATEGIES = fast_strategies(max_retries=2)
+CLIENTS = ("kafka-python", "confluent-kafka")
+
+
+@pytest.fixture(params=CLIENTS)
+def client(request: pytest.FixtureRequest) -> str:
+    """The client library under the bus."""
+    return str(request.param)
 
 
 @pytest.fixture
-def kafka_driver(kafka_broker: BrokerHandle, unique: str) -> Iterator[KafkaDriver]:
+def kafka_driver(kafka_broker: BrokerHandle, unique: str, client: str) -> Iterator[KafkaDriver]:
     registry = scenario_registry(topic_prefix=f"scn-{unique}.")
     config = KafkaBusConfig(bootstrap_servers=kafka_broker.bootstrap_servers,
-                            keep_activity=True, name=f"scn-{unique}")
+                            keep_activity=True, name=f"scn-{unique}", client=client)
     bus = KafkaBus(registry, config)
     try:
         yield KafkaDriver(bus, bootstrap_servers=kafka_broker.bootstrap_servers, run_id=unique)

@@ -1,7 +1,8 @@
 """KafkaBus on embedded Kafka: strategies end to end with commits, bad input, producers.
 
 Every test has its own uuid topic prefix and group names; waits have timeouts and assert
-behaviour (what was delivered, written, committed), never speed.
+behaviour (what was delivered, written, committed), never speed. Every test runs on each
+client library (``client``: kafka-python and confluent-kafka); the readers are kafka-python's.
 """
 
 from __future__ import annotations
@@ -76,13 +77,24 @@ class Script:
         return Counter(self.seen)
 
 
+CLIENTS = ("kafka-python", "confluent-kafka")
+
+
+@pytest.fixture(params=CLIENTS)
+def client(request: pytest.FixtureRequest) -> str:
+    """The client library under the bus."""
+    return str(request.param)
+
+
 @pytest.fixture
-def make_bus(kafka_broker: BrokerHandle, unique: str) -> Iterator[Callable[..., KafkaBus]]:
+def make_bus(kafka_broker: BrokerHandle, unique: str,
+             client: str) -> Iterator[Callable[..., KafkaBus]]:
     buses: list[KafkaBus] = []
 
     def make(**overrides: Any) -> KafkaBus:
         settings: dict[str, Any] = dict(bootstrap_servers=kafka_broker.bootstrap_servers,
-                                        keep_activity=True, name=f"t-{unique}-{len(buses)}")
+                                        keep_activity=True, name=f"t-{unique}-{len(buses)}",
+                                        client=client)
         settings.update(overrides)
         bus = KafkaBus(EventRegistry([Job], topic_prefix=f"kb-{unique}."), KafkaBusConfig(**settings))
         buses.append(bus)

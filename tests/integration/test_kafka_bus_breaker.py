@@ -4,7 +4,7 @@ While the breaker is open the subscription pauses its partitions and keeps polli
 the member stays in its group even when the outage outlasts the session timeout (3 s)
 and the max poll interval (5 s); partitions a rebalance hands over are paused again; when
 the dependency answers the breaker half-opens, the partitions resume and the backlog
-drains, each event handled once successfully.
+drains, each event handled once successfully. On each client library (``client``).
 """
 
 from __future__ import annotations
@@ -53,10 +53,16 @@ class Dependency:
             self.handled.append(n)
 
 
+@pytest.fixture(params=("kafka-python", "confluent-kafka"))
+def client(request: pytest.FixtureRequest) -> str:
+    """The client library under the bus."""
+    return str(request.param)
+
+
 @pytest.fixture
-def bus(kafka_broker: BrokerHandle, unique: str) -> Iterator[KafkaBus]:
+def bus(kafka_broker: BrokerHandle, unique: str, client: str) -> Iterator[KafkaBus]:
     config = KafkaBusConfig(bootstrap_servers=kafka_broker.bootstrap_servers, keep_activity=True,
-                            consumer_settings=SHORT_SESSION, name=f"brk-{unique}")
+                            consumer_settings=SHORT_SESSION, name=f"brk-{unique}", client=client)
     with KafkaBus(EventRegistry([Job], topic_prefix=f"brk-{unique}."), config) as bus:
         yield bus
 

@@ -1,6 +1,7 @@
 """KafkaBus when the broker does not answer: clear errors, bounded waits, nothing lost.
 
-These tests start their own broker (``start_broker("kafka")``) so they can stop it.
+These tests start their own broker (``start_broker("kafka")``) so they can stop it; each
+runs on each client library (``client``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,12 @@ class Order(AggregateRoot):
         self.raise_event(Job(n=n, k=self.order_id))
 
 
+@pytest.fixture(params=("kafka-python", "confluent-kafka"))
+def client(request: pytest.FixtureRequest) -> str:
+    """The client library under the bus."""
+    return str(request.param)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -46,12 +53,12 @@ def _free_port() -> int:
 
 
 def test_publish_with_broker_down_fails_within_timeout_and_event_stays_on_aggregate(
-        unique: str) -> None:
+        unique: str, client: str) -> None:
     registry = EventRegistry([Job], topic_prefix=f"out-{unique}.")
     with start_broker("kafka") as broker:
         servers = broker.bootstrap_servers
         config = KafkaBusConfig(bootstrap_servers=servers, publish_timeout_s=TIMEOUT_S,
-                                name=f"out-{unique}")
+                                name=f"out-{unique}", client=client)
         bus = KafkaBus(registry, config)
         try:
             order = Order("o-1")
@@ -98,10 +105,11 @@ def test_publish_with_broker_down_fails_within_timeout_and_event_stays_on_aggreg
             bus.close(timeout_s=10)
 
 
-def test_publish_to_an_address_nobody_answers_names_it_within_timeout(unique: str) -> None:
+def test_publish_to_an_address_nobody_answers_names_it_within_timeout(unique: str,
+                                                                     client: str) -> None:
     servers = f"127.0.0.1:{_free_port()}"
     bus = KafkaBus(EventRegistry([Job]), KafkaBusConfig(bootstrap_servers=servers,
-                                                        publish_timeout_s=TIMEOUT_S))
+                                                        publish_timeout_s=TIMEOUT_S, client=client))
     try:
         event: Event = Job(n=1)
         started = time.monotonic()
