@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import ClassVar
+from enum import IntEnum, StrEnum
+from typing import Any, ClassVar
 
 import pytest
+from offsetlab.bus import json_codec
 from offsetlab.bus.errors import ConfigError, MalformedEnvelope, UnknownEventType
 from offsetlab.bus.events import (
     CONTENT_TYPE,
@@ -176,3 +179,152 @@ def test_unserializable_payload_is_reported_at_encode() -> None:
     reg = EventRegistry([Odd])
     with pytest.raises(MalformedEnvelope, match="not JSON-serializable"):
         reg.encode(Odd(thing=object()))
+
+
+# -- the envelope's JSON: the standard library's bytes, whichever library writes them --------
+
+
+@pytest.fixture(params=["orjson", "stdlib"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test twice: with orjson when it is installed (skipped otherwise), and with the
+    standard library only (what the bus does without the ``fast`` extra)."""
+    if request.param == "orjson":
+        pytest.importorskip("orjson")
+        monkeypatch.setattr(json_codec, "_fast", json_codec._UNSET)
+        monkeypatch.delenv("OFFSETLAB_JSON", raising=False)
+        assert json_codec.backend().startswith("orjson")
+    else:
+        monkeypatch.setattr(json_codec, "_fast", None)
+        assert json_codec.backend() == "json (stdlib)"
+    return request.param
+
+
+class Colour(StrEnum):
+    RED = "red"
+
+
+class Size(IntEnum):
+    L = 3
+
+
+@dataclass(frozen=True, kw_only=True)
+class Everything(Event):
+    topic: ClassVar[str] = "everything"
+    text: str = "plain"
+    number: int = 1
+    ratio: float = 0.5
+    items: tuple[object, ...] = ()
+    extra: dict | None = None
+    when: datetime | None = None
+
+
+_AWKWARD = [
+    {"text": "café ☕ \U0001f600"},  # non-ASCII: \\uXXXX escapes, surrogate pairs
+    {"text": "tab\tnew\nline\x00\x1f\x7f\"quote\\ /slash"},  # control characters and DEL
+    {"ratio": 1e-05}, {"ratio": 9.999999999999999e-05}, {"ratio": 1e16}, {"ratio": -0.0},
+    {"ratio": 1e300}, {"ratio": 5e-324}, {"ratio": 123456.789},
+    {"number": 2**63}, {"number": 2**64}, {"number": -(2**63) - 1}, {"number": 10**30},
+    {"items": (1, "two", 3.0, None, True, (4, (5,)))},
+    {"extra": {"b": 1, "a": {"é": 2, "z": [1, 2]}, "c": None}},
+    {"extra": {"nested": {"deeper": {"deepest": list(range(5))}}}},
+    {"text": Colour.RED, "number": Size.L},  # subclasses: the standard library decides
+    {"when": datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)},  # no microseconds
+    {"ratio": float("nan")}, {"ratio": float("inf")},  # json writes NaN/Infinity
+]
+
+
+@pytest.mark.parametrize("fields", _AWKWARD, ids=[f"awkward-{i}" for i in range(len(_AWKWARD))])
+def test_the_bytes_are_the_standard_librarys(backend: str, fields: dict) -> None:
+    reg = EventRegistry([Everything])
+    event = Everything(**fields)
+    value = reg.encode(event).value
+    envelope = {"event_id": event.event_id, "event_type": "Everything",
+                "occurred_at": event.occurred_at.isoformat(), "schema_version": 1,
+                "payload": {k: v for k, v in event.payload().items()}}
+    envelope["payload"]["items"] = json.loads(json.dumps(envelope["payload"]["items"]))
+    if envelope["payload"]["when"] is not None:
+        envelope["payload"]["when"] = envelope["payload"]["when"].isoformat()
+    assert value == json.dumps(envelope, separators=(",", ":"), sort_keys=True).encode()
+    decoded = reg.decode(value)
+    assert json.dumps(decoded.payload(), sort_keys=True, default=str) == json.dumps(
+        event.payload(), sort_keys=True, default=str)
+
+
+def test_orjson_writes_and_reads_the_plain_envelopes(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("orjson")
+    monkeypatch.setattr(json_codec, "_fast", json_codec._UNSET)
+    monkeypatch.delenv("OFFSETLAB_JSON", raising=False)
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the standard library was used")
+
+    event = OrderPlaced(order_id="o-1", amount=5, tags=("a",))
+    value = REG.encode(event).value
+    monkeypatch.setattr(json_codec, "_stdlib_encode", refused)
+    monkeypatch.setattr(json_codec.json, "loads", refused)
+    assert REG.encode(event).value == value
+    assert REG.decode(value) == event
+
+
+def test_offsetlab_json_stdlib_turns_orjson_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(json_codec, "_fast", json_codec._UNSET)
+    monkeypatch.setenv("OFFSETLAB_JSON", "stdlib")
+    assert json_codec.backend() == "json (stdlib)"
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"n": 18446744073709551616}', b'{"n": -9223372036854775809}',  # beyond 64 bits
+    b'{"n": 123456789012345678901234567890}', b'{"f": NaN, "g": -Infinity}',
+    b'{"s": "\\ud800"}', b'{"a": 1, "a": 2}', b'{"f": 1e400}', b' {"x": [1, 2.5, "\\u00e9"]} ',
+])
+def test_reading_gives_what_json_loads_gives(backend: str, raw: bytes) -> None:
+    got, want = json_codec.loads(raw), json.loads(raw.decode("utf-8"))
+    assert repr(got) == repr(want) and type(got) is type(want)
+
+
+def test_a_round_trip_on_either_library(backend: str) -> None:
+    reg = EventRegistry([OrderPlaced])
+    event = OrderPlaced(order_id="o-ü", amount=2**70, tags=("x",),
+                        due=datetime(2026, 3, 1, tzinfo=UTC))
+    assert reg.decode(reg.encode(event).value) == event
+
+
+def test_event_ids_are_random_version_4_uuid_strings() -> None:
+    ids = {OrderPlaced(order_id="o", amount=1).event_id for _ in range(2000)}
+    assert len(ids) == 2000
+    for event_id in list(ids)[:200]:
+        u = uuid.UUID(event_id)
+        assert str(u) == event_id and u.version == 4 and u.variant == uuid.RFC_4122
+
+
+def test_other_uuid_spellings_are_read_and_normalized() -> None:
+    event = OrderPlaced(order_id="o", amount=1)
+    for spelling in (event.event_id.upper(), "{" + event.event_id + "}",
+                     event.event_id.replace("-", "")):
+        assert REG.decode(_mutated_id(event, spelling)).event_id == event.event_id
+
+
+def _mutated_id(event: Event, event_id: str) -> bytes:
+    env = json.loads(REG.encode(event).value)
+    env["event_id"] = event_id
+    return json.dumps(env).encode()
+
+
+def test_an_event_class_may_say_its_own_payload() -> None:
+    @dataclass(frozen=True, kw_only=True)
+    class Shouting(Event):
+        topic: ClassVar[str] = "loud"
+        word: str
+
+        def payload(self) -> dict[str, Any]:
+            return {"word": self.word.upper()}
+
+    reg = EventRegistry([Shouting])
+    assert json.loads(reg.encode(Shouting(word="hi")).value)["payload"] == {"word": "HI"}
+
+
+def test_a_malformed_datetime_in_the_payload_is_a_malformed_envelope() -> None:
+    env = _valid()
+    env["payload"]["due"] = "not a time"
+    with pytest.raises(MalformedEnvelope, match="does not build the event"):
+        REG.decode(_bytes(env))
