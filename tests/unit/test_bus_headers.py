@@ -20,6 +20,7 @@ from offsetlab.bus.headers import (
     REASON,
     SourceRecord,
     attempt_of,
+    delivery_of,
     failure_headers,
     is_copy_for,
     not_before_of,
@@ -119,3 +120,44 @@ def test_attempt_header_of_wrong_size_is_reported_by_attempt_of() -> None:
         attempt_of(((ATTEMPT, b"2"),))
     with pytest.raises(ValueError):
         failure_headers(OWN, source=SRC, group=None, attempt=0, reason="r")
+
+
+def _four_readers(headers, group: str, topic: str):
+    """What ``process_record`` reads with the four helpers, stopping at the first error."""
+    not_before, attempt, origin = None, 1, topic
+    try:
+        if not is_copy_for(headers, group):
+            return (False, None, 1, topic, None)
+        not_before = not_before_of(headers)
+        attempt = attempt_of(headers)
+        origin = original_topic_of(headers, default=topic)
+    except MalformedHeaders as exc:
+        return (True, not_before, attempt, topic, type(exc))
+    return (True, not_before, attempt, origin, None)
+
+
+_COPY = failure_headers(OWN, source=SRC, group="billing", attempt=3, reason="r", not_before=7.5)
+
+
+@pytest.mark.parametrize("headers", [
+    None, (), OWN, list(OWN), _COPY, list(_COPY),
+    ((ATTEMPT, b"\x00\x00\x00\x02"), (ATTEMPT, b"\x00\x00\x00\x05")),  # the last one wins
+    ((ORIGINAL_CONSUMER_GROUP, None),),  # a header without a value counts as absent
+    ((ORIGINAL_CONSUMER_GROUP, b"\xff"),),  # malformed: nothing else read
+    ((NOT_BEFORE, b"\x00" * 7 + b"\x10"), (ATTEMPT, b"\x02")),  # not-before kept, attempt 1
+    ((NOT_BEFORE, b"\x00" * 7 + b"\x10"), (ATTEMPT, b"\x00\x00\x00\x02"),
+     (ORIGINAL_TOPIC, b"\xff\xfe")),  # origin malformed: the rest kept
+], ids=["none", "empty", "own", "own-list", "copy", "copy-list", "two-attempts",
+        "group-none", "group-bad", "attempt-bad", "origin-bad"])
+@pytest.mark.parametrize("group", ["billing", "shipping"])
+def test_delivery_of_reads_what_the_four_readers_read(headers, group: str) -> None:
+    d = delivery_of(headers, group, "orders-retry")
+    expected = _four_readers(headers or (), group, "orders-retry")
+    got = (d.for_group, d.not_before, d.attempt, d.origin,
+           None if d.error is None else type(d.error))
+    assert got == expected
+
+
+def test_delivery_of_a_generator_of_headers() -> None:
+    d = delivery_of(iter(_COPY), "billing", "x")
+    assert (d.for_group, d.attempt, d.origin, d.not_before) == (True, 3, "orders", 7.5)
