@@ -3,7 +3,7 @@
     offsetlab broker up [--kind auto|kafka|tansu|testcontainers|external] [--set key=value ...]
     offsetlab run ...      the suite runner (offsetlab.lab.suite)
     offsetlab chaos ...    the bus reliability run (offsetlab.lab.chaos)
-    offsetlab bench ...    bus vs raw kafka-python (offsetlab.lab.bench)
+    offsetlab bench ...    bus vs the raw client under it (offsetlab.lab.bench)
 
 Subcommands live beside what they drive; this module only wires them (imports are lazy, so
 ``offsetlab broker up`` does not import pandas).

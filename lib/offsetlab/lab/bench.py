@@ -1,88 +1,79 @@
-"""Benchmark the bus against raw kafka-python: same broker, same delivery semantics.
+"""Benchmark the bus against the raw client underneath it: kafka-python, confluent-kafka or both.
 
-    offsetlab bench [--messages N] [--repeat R] [--partitions P] [--broker kafka|tansu|...]
-                    [--bootstrap-servers HOST:PORT] [--run-id ID]
+    offsetlab bench [--client kafka-python|confluent-kafka|all] [--messages N]
+                    [--confluent-messages N] [--repeat R] [--partitions P]
+                    [--broker kafka|tansu|...] [--bootstrap-servers HOST:PORT] [--run-id ID]
 
 A benchmark, not a test: it measures and reports, it never fails on a number. One run, one
-broker, one topic layout (every topic has P partitions); each repeat measures, alternating
-which side goes first:
+broker, one topic layout (every topic has P partitions). First the envelope's parts are
+timed alone (:mod:`offsetlab.lab.bench_envelope`); then each repeat measures, per client,
+three sides of publish and of consume (raw, raw+json: :mod:`offsetlab.lab.bench_raw`; bus:
+:mod:`offsetlab.lab.bench_bus`), alternating which client and which side goes first.
 
-produce (same producer settings on both sides: ``acks=all``, ``linger_ms=0``; all N sent,
-then flushed once at the end)
-    - ``raw``: ``KafkaProducer.send()`` of the very bytes the bus writes (envelopes encoded
-      before the clock starts), then ``flush()``;
-    - ``raw+json``: the same, but each value is built with ``json.dumps`` inside the loop
-      (what a raw application serializing its data pays);
-    - ``bus``: ``KafkaBus.publish_many(events)`` (encode, send all, wait for every
-      acknowledgement).
+Every consume side reads the topic the bus wrote in that repeat (N + 1 events: one was
+published before the clock). A consume rate is ``N / (last record handled - first record
+handled)``: the group join and the first fetch are outside the clock on every side, so the
+window is steady-state handling, which needs N well above one poll batch (500 records).
+Rates and CPU microseconds per message (this process, all threads; steadier than the wall
+clock on a shared machine) are medians over the repeats.
 
-consume (the topic the bus wrote, a fresh group per side, manual commits once per batch)
-    - ``raw``: ``poll()`` loop, a no-op handler per record, ``commit()`` after each batch;
-    - ``raw+json``: the same with ``json.loads`` of each value in the handler;
-    - ``bus``: ``subscribe(BenchEvent, handler)`` with a no-op handler (the bus decodes the
-      envelope, dispatches, settles, commits once per batch).
-
-A consume rate is ``N / (last record handled - first record handled)`` over the N + 1 records
-of the topic: the group join and the first fetch are outside the clock on both sides, so the
-window is steady-state handling, which needs N well above one poll batch (500 records). Rates
-are medians over the repeats; CPU seconds of this process per message are reported beside
-them (steadier than the wall clock on a shared machine).
-It prints each rate and each ratio ``bus / raw`` (and ``bus / raw+json`` for context) on a
-line with the word ``ratio``, and saves ``data/runs/<run-id>/bench.json``.
+Printed per client: ``<client> publish ratio bus/raw: X`` and ``<client> consume ratio
+bus/raw: X`` (throughput), the same against raw+json for context, and ``<client> bus cost per
+message: publish N us, consume N us`` (the bus's CPU per message minus raw+json's, paired
+per repeat, median: what the bus itself costs beyond the client and the JSON). With both
+clients: ``bus confluent-kafka/kafka-python publish: X`` and ``... consume: X`` (bus
+throughput). Everything is saved to ``data/runs/<run-id>/bench.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import statistics
 import sys
-import threading
-import time
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, ClassVar
+from typing import IO, Any
 
 from offsetlab.bus.errors import ConfigError
-from offsetlab.bus.events import Event, EventRegistry
+from offsetlab.bus.events import EventRegistry
 
+from .bench_bus import BenchEvent, consume_bus, produce_bus
+from .bench_envelope import envelope_parts, format_parts
+from .bench_raw import CONSUMER_BATCH, PRODUCER_SETTINGS, JsonLib, Timing, consume_raw, json_lib
+from .bench_raw import produce_raw as _produce_raw
 from .paths import runs_dir
 
-__all__ = ["BenchConfig", "BenchResult", "BenchEvent", "run_bench", "add_arguments", "main"]
+__all__ = ["BenchConfig", "BenchResult", "BenchEvent", "run_bench", "add_arguments", "main",
+           "CLIENTS"]
 
 log = logging.getLogger(__name__)
 
 BROKER_KINDS = ("auto", "kafka", "tansu", "testcontainers", "external")
-#: producer settings both sides use (kafka-python 3 defaults, spelled out)
-PRODUCER_SETTINGS: dict[str, Any] = {"acks": "all", "linger_ms": 0}
+CLIENTS = ("kafka-python", "confluent-kafka")
 SIDES = ("raw", "raw+json", "bus")
-#: kafka-python's default ``max_poll_records`` (both sides keep it)
-CONSUMER_BATCH = 500
-OPS = ("produce", "consume")
-
-
-@dataclass(frozen=True, kw_only=True)
-class BenchEvent(Event):
-    """A benchmark event: a sequence number and a short text (about 230 bytes enveloped)."""
-
-    topic: ClassVar[str] = "bench.events"
-    seq: int
-    note: str = "offsetlab bench"
-
-    @property
-    def key(self) -> str:
-        return str(self.seq)
+OPS = ("publish", "consume")
+#: what the issue asks of the numbers (printed beside them; the bench never fails on them)
+TARGETS = {"kafka-python ratio": "target >= 0.9", "confluent-kafka cost": "target <= 5 us",
+           "cross": "target >= 10"}
 
 
 @dataclass(frozen=True, kw_only=True)
 class BenchConfig:
+    clients: tuple[str, ...] = ("kafka-python",)
+    #: messages per measurement on kafka-python
     messages: int = 20_000
+    #: messages per measurement on confluent-kafka (``None``: 5 x ``messages``; it is about
+    #: ten times faster, and a window of a few milliseconds measures little)
+    confluent_messages: int | None = None
     repeat: int = 3
     partitions: int = 6
+    #: every producer's ``linger_ms`` (5: librdkafka's and Kafka 4's Java default, and what
+    #: the issue's first measurements used; 0 is kafka-python's default)
+    linger_ms: int = 5
     broker: str = "kafka"
     bootstrap_servers: str | None = None
     #: seconds one measurement may take before the bench gives up on it
@@ -91,14 +82,30 @@ class BenchConfig:
     runs_dir: Path | None = None
 
     def __post_init__(self) -> None:
-        for key, minimum in (("messages", 2), ("repeat", 1), ("partitions", 1)):
+        for key, minimum in (("messages", 2), ("repeat", 1), ("partitions", 1),
+                             ("linger_ms", 0)):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
                 raise ConfigError(f"BenchConfig.{key} must be an int >= {minimum}, got {value!r}")
+        cm = self.confluent_messages
+        if cm is not None and (not isinstance(cm, int) or isinstance(cm, bool) or cm < 2):
+            raise ConfigError(f"BenchConfig.confluent_messages must be an int >= 2 or None, "
+                              f"got {cm!r}")
+        if not self.clients or any(c not in CLIENTS for c in self.clients):
+            raise ConfigError(f"BenchConfig.clients={self.clients!r}: use some of {CLIENTS}")
         if self.broker not in BROKER_KINDS:
             raise ConfigError(f"BenchConfig.broker={self.broker!r}: use one of {BROKER_KINDS}")
         if not isinstance(self.timeout_s, int | float) or self.timeout_s <= 0:
             raise ConfigError(f"BenchConfig.timeout_s must be > 0 seconds, got {self.timeout_s!r}")
+
+    @property
+    def producer_settings(self) -> dict[str, Any]:
+        return {**PRODUCER_SETTINGS, "linger_ms": self.linger_ms}
+
+    def messages_for(self, client: str) -> int:
+        if client == "confluent-kafka":
+            return self.confluent_messages or 5 * self.messages
+        return self.messages
 
 
 @dataclass
@@ -107,15 +114,21 @@ class BenchResult:
     run_dir: Path
     config: dict[str, Any]
     broker: dict[str, Any] = field(default_factory=dict)
-    #: one row per measurement: repeat, op, side, messages, seconds, rate
+    #: microseconds per event of the envelope's parts (bench_envelope)
+    envelope: dict[str, Any] = field(default_factory=dict)
+    #: the JSON library of the bus and of the raw+json sides
+    json: str = ""
+    #: one row per measurement: repeat, client, op, side, messages, seconds, rate, CPU
     measurements: list[dict[str, Any]] = field(default_factory=list)
-    #: "<op> <side>" -> median messages/s
+    #: "<client> <op> <side>" -> median messages/s
     rates: dict[str, float] = field(default_factory=dict)
-    #: "<op> <side>" -> median CPU microseconds per message (this process, all threads)
+    #: "<client> <op> <side>" -> median CPU microseconds per message (this process)
     cpu_us: dict[str, float] = field(default_factory=dict)
-    #: "<op> bus/raw", "<op> bus/raw+json": ratio of median rates; "<op> cpu raw/bus": ratio
-    #: of median CPU per message (raw over bus, so that it too reads "higher is better")
+    #: "<client> <op> bus/raw", "<client> <op> bus/raw+json": ratios of median rates;
+    #: "bus confluent-kafka/kafka-python <op>": bus rate on confluent-kafka over kafka-python
     ratios: dict[str, float] = field(default_factory=dict)
+    #: "<client> <op>" -> median over repeats of (bus - raw+json) CPU us per message
+    bus_cost_us: dict[str, float] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -124,189 +137,147 @@ class BenchResult:
         return data
 
 
-@dataclass(frozen=True)
-class Timing:
-    """Wall-clock seconds of a measurement and the CPU seconds this process spent in it (all
-    its threads: kafka-python's IO thread, the bus's runner). CPU time is the steadier number
-    on a shared machine; the wall clock is what the target is about."""
-
-    wall_s: float
-    cpu_s: float
-
-    @classmethod
-    def since(cls, wall0: float, cpu0: float) -> Timing:
-        return cls(time.perf_counter() - wall0, time.process_time() - cpu0)
+# -- one repeat -----------------------------------------------------------------------------------
+def _envelope_dict(event: BenchEvent) -> dict[str, Any]:
+    """What a raw application would serialize for the same data: the envelope's fields."""
+    return {"event_type": event.event_type, "event_id": event.event_id,
+            "occurred_at": event.occurred_at.isoformat(), "schema_version": 1,
+            "payload": {"note": event.note, "seq": event.seq}}
 
 
-class _Clock:
-    """First and last moment a handler ran, and a count; ``done`` once ``n`` were handled."""
+def _sides(client: str, config: BenchConfig, servers: str, prefix: str, bus: Any,
+           registry: EventRegistry, js: JsonLib) -> dict[str, dict[str, Callable[[], Timing]]]:
+    """The six measurements of one client in one repeat; each builds its data (outside its
+    clock) when called, so only one side's data is alive at a time."""
+    n, timeout, settings = config.messages_for(client), config.timeout_s, config.producer_settings
+    bus_topic = registry.topic_for(BenchEvent)
+    raw_topic, json_topic = f"{prefix}bench.raw", f"{prefix}bench.rawjson"
 
-    def __init__(self, n: int) -> None:
-        self.n, self.count = n, 0
-        self.first = self.first_cpu = 0.0
-        self.timing = Timing(0.0, 0.0)
-        self.done = threading.Event()
+    def events() -> list[BenchEvent]:
+        return [BenchEvent(seq=i) for i in range(1, n + 1)]
 
-    def tick(self) -> None:
-        if self.count == 0:
-            self.first, self.first_cpu = time.perf_counter(), time.process_time()
-        self.count += 1
-        if self.count == self.n:
-            self.timing = Timing.since(self.first, self.first_cpu)
-            self.done.set()
+    def raw() -> Timing:
+        encoded = [registry.encode(e) for e in events()]
+        records = [(e.key, e.value, list(e.headers)) for e in encoded]
+        return _produce_raw(client, servers, raw_topic, records=records,
+                            headers=list(encoded[0].headers), settings=settings)
 
+    def raw_json() -> Timing:
+        payloads = [_envelope_dict(e) for e in events()]
+        headers = list(registry.encode(BenchEvent(seq=0)).headers)
+        return _produce_raw(client, servers, json_topic, payloads=payloads, headers=headers,
+                            dumps=js.dumps, settings=settings)
 
-# -- the measurements ----------------------------------------------------------------------------
-def _envelope_json(seq: int) -> bytes:
-    """What a raw application would write for the same data: the same shape as the bus's."""
-    return json.dumps({"event_type": "BenchEvent", "event_id": str(uuid.uuid4()),
-                       "occurred_at": datetime.now(UTC).isoformat(), "schema_version": 1,
-                       "payload": {"note": "offsetlab bench", "seq": seq}},
-                      separators=(",", ":"), sort_keys=True).encode()
-
-
-def produce_raw(servers: str, topic: str, n: int, registry: EventRegistry, *,
-                serialize: bool) -> Timing:
-    """Time to send ``n`` records and flush once (``serialize``: json.dumps in the loop)."""
-    from kafka import KafkaProducer
-
-    encoded = [] if serialize else [registry.encode(BenchEvent(seq=i)) for i in range(n)]
-    producer = KafkaProducer(bootstrap_servers=servers, **PRODUCER_SETTINGS)
-    try:
-        producer.partitions_for(topic)  # metadata outside the clock, as for the bus below
-        wall0, cpu0 = time.perf_counter(), time.process_time()
-        if serialize:
-            for i in range(n):
-                producer.send(topic, key=str(i).encode(), value=_envelope_json(i))
-        else:
-            for e in encoded:
-                producer.send(topic, key=e.key, value=e.value, headers=list(e.headers))
-        producer.flush()
-        return Timing.since(wall0, cpu0)
-    finally:
-        producer.close(timeout=10)
+    # the bus topic holds n + 1 events (its warm-up publish): n gaps first to last
+    return {
+        "publish": {"raw": raw, "raw+json": raw_json, "bus": lambda: produce_bus(bus, events())},
+        "consume": {
+            "raw": lambda: consume_raw(client, servers, bus_topic, f"{prefix}raw", n + 1,
+                                       loads=None, timeout_s=timeout),
+            "raw+json": lambda: consume_raw(client, servers, bus_topic, f"{prefix}rawjson",
+                                            n + 1, loads=js.loads, timeout_s=timeout),
+            "bus": lambda: consume_bus(bus, f"{prefix}bus", n + 1, timeout_s=timeout),
+        },
+    }
 
 
-def produce_bus(bus: Any, n: int) -> Timing:
-    """Time of ``bus.publish_many`` of ``n`` events (encode, send all, wait all)."""
-    bus.publish_many([BenchEvent(seq=0)])  # producer and metadata outside the clock
-    events = [BenchEvent(seq=i) for i in range(1, n + 1)]
-    wall0, cpu0 = time.perf_counter(), time.process_time()
-    bus.publish_many(events)
-    return Timing.since(wall0, cpu0)
-
-
-def consume_raw(servers: str, topic: str, group: str, n: int, *, decode: bool,
-                timeout_s: float) -> Timing:
-    """Time between the first and the n-th record handled by a poll loop that commits
-    once per batch (``decode``: json.loads each value)."""
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(topic, bootstrap_servers=servers, group_id=group,
-                             enable_auto_commit=False, auto_offset_reset="earliest")
-    clock = _Clock(n)
-    handle: Callable[[Any], object] = (
-        (lambda r: json.loads(r.value)) if decode else (lambda r: None))
-    deadline = time.monotonic() + timeout_s
-    try:
-        while not clock.done.is_set():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"raw consumer of {topic} handled {clock.count} of {n} "
-                                   f"records in {timeout_s:.0f} s")
-            for records in consumer.poll(timeout_ms=100).values():
-                for record in records:
-                    handle(record)
-                    clock.tick()
-            if clock.count:
-                consumer.commit()
-    finally:
-        consumer.close(autocommit=False)
-    return clock.timing
-
-
-def consume_bus(bus: Any, group: str, n: int, *, timeout_s: float) -> Timing:
-    """Time between the first and the n-th event handled by a no-op bus handler."""
-    clock = _Clock(n)
-
-    def handler(event: Event) -> None:
-        clock.tick()
-
-    sub = bus.subscribe(BenchEvent, handler, group=group)
-    try:
-        sub.run(timeout=min(120.0, timeout_s))
-        if not clock.done.wait(timeout_s):
-            raise TimeoutError(f"bus subscription {group} handled {clock.count} of {n} events "
-                               f"in {timeout_s:.0f} s")
-    finally:
-        sub.stop(timeout=30)
-    return clock.timing
-
-
-# -- the run --------------------------------------------------------------------------------------
-def _versions() -> dict[str, str]:
-    from .suite import versions
-
-    return versions()
-
-
-def _one_repeat(config: BenchConfig, broker: Any, run_id: str, r: int, result: BenchResult,
-                say: Callable[[str], None]) -> None:
-    """One repeat: fresh topics and groups, every side produced, then every side consumed
-    (even repeats raw first, odd repeats bus first)."""
+def _one_repeat(config: BenchConfig, broker: Any, run_id: str, r: int, client: str,
+                result: BenchResult, js: JsonLib, say: Callable[[str], None]) -> None:
+    """One client in one repeat: fresh topics and groups, every side published, then every
+    side consumed (even repeats raw first, odd repeats bus first)."""
     from offsetlab.bus import KafkaBus, KafkaBusConfig
 
     from .raw import create_topic
 
-    n, servers, prefix = config.messages, broker.bootstrap_servers, f"{run_id}.{r}."
+    n, servers = config.messages_for(client), broker.bootstrap_servers
+    tag = "kp" if client == "kafka-python" else "ck"
+    prefix = f"{run_id}.{r}.{tag}."
     registry = EventRegistry([BenchEvent], topic_prefix=prefix)
-    bus_topic = registry.topic_for(BenchEvent)
-    raw_topic, json_topic = f"{prefix}bench.raw", f"{prefix}bench.rawjson"
-    for topic in (bus_topic, raw_topic, json_topic):
+    for topic in (registry.topic_for(BenchEvent), f"{prefix}bench.raw", f"{prefix}bench.rawjson"):
         create_topic(broker, topic, config.partitions)
     bus = KafkaBus(registry, KafkaBusConfig(
-        bootstrap_servers=servers, publish_producer=PRODUCER_SETTINGS,
-        publish_timeout_s=config.timeout_s, create_topics=False, name=f"bench-{r}"))
+        bootstrap_servers=servers, client=client, publish_producer=config.producer_settings,
+        publish_timeout_s=config.timeout_s, create_topics=False, name=f"bench-{r}-{tag}"))
     try:
-        produce: dict[str, Callable[[], Timing]] = {
-            "raw": lambda: produce_raw(servers, raw_topic, n, registry, serialize=False),
-            "raw+json": lambda: produce_raw(servers, json_topic, n, registry, serialize=True),
-            "bus": lambda: produce_bus(bus, n),
-        }
-        # the bus topic holds n + 1 events (its warm-up publish): n gaps first to last
-        consume: dict[str, Callable[[], Timing]] = {
-            "raw": lambda: consume_raw(servers, bus_topic, f"{prefix}raw", n + 1, decode=False,
-                                       timeout_s=config.timeout_s),
-            "raw+json": lambda: consume_raw(servers, bus_topic, f"{prefix}rawjson", n + 1,
-                                            decode=True, timeout_s=config.timeout_s),
-            "bus": lambda: consume_bus(bus, f"{prefix}bus", n + 1, timeout_s=config.timeout_s),
-        }
+        table = _sides(client, config, servers, prefix, bus, registry, js)
         order = SIDES if r % 2 == 0 else tuple(reversed(SIDES))
-        for op, table in (("produce", produce), ("consume", consume)):
+        for op in OPS:
             for side in order:
-                t = table[side]()
+                gc.collect()
+                t = table[op][side]()
                 rate = n / t.wall_s if t.wall_s > 0 else float("inf")
                 cpu_us = t.cpu_s / n * 1e6
-                result.measurements.append({"repeat": r, "op": op, "side": side, "messages": n,
-                                            "seconds": round(t.wall_s, 6), "rate": rate,
-                                            "cpu_s": round(t.cpu_s, 6),
-                                            "cpu_us_per_message": cpu_us})
-                say(f"  repeat {r + 1}: {op} {side:<8} {rate:>10,.0f} msg/s ({t.wall_s:.3f} s; "
-                    f"{cpu_us:.1f} us CPU/message)")
+                result.measurements.append({
+                    "repeat": r, "client": client, "op": op, "side": side, "messages": n,
+                    "seconds": round(t.wall_s, 6), "rate": rate, "cpu_s": round(t.cpu_s, 6),
+                    "cpu_us_per_message": cpu_us})
+                say(f"  repeat {r + 1} {client}: {op} {side:<8} {rate:>10,.0f} msg/s "
+                    f"({t.wall_s:.3f} s; {cpu_us:.1f} us CPU/message)")
     finally:
         bus.close()
 
 
-def _summarize(result: BenchResult) -> None:
-    """Medians per (op, side) and the ratios, from ``result.measurements``."""
-    for op in OPS:
-        for side in SIDES:
-            rows = [m for m in result.measurements if m["op"] == op and m["side"] == side]
-            result.rates[f"{op} {side}"] = statistics.median(m["rate"] for m in rows)
-            result.cpu_us[f"{op} {side}"] = statistics.median(m["cpu_us_per_message"] for m in rows)
-        for base in ("raw", "raw+json"):
-            result.ratios[f"{op} bus/{base}"] = (
-                result.rates[f"{op} bus"] / result.rates[f"{op} {base}"])
-        result.ratios[f"{op} cpu raw/bus"] = result.cpu_us[f"{op} raw"] / result.cpu_us[f"{op} bus"]
+# -- summary --------------------------------------------------------------------------------------
+def _summarize(result: BenchResult, clients: tuple[str, ...]) -> None:
+    """Medians, ratios and bus costs, from ``result.measurements``."""
+    rows = result.measurements
+    for client in clients:
+        for op in OPS:
+            for side in SIDES:
+                mine = [m for m in rows if (m["client"], m["op"], m["side"]) == (client, op, side)]
+                result.rates[f"{client} {op} {side}"] = statistics.median(m["rate"] for m in mine)
+                result.cpu_us[f"{client} {op} {side}"] = statistics.median(
+                    m["cpu_us_per_message"] for m in mine)
+            for base in ("raw", "raw+json"):
+                result.ratios[f"{client} {op} bus/{base}"] = (
+                    result.rates[f"{client} {op} bus"] / result.rates[f"{client} {op} {base}"])
+            cpu = {(m["repeat"], m["side"]): m["cpu_us_per_message"] for m in rows
+                   if (m["client"], m["op"]) == (client, op)}
+            repeats = sorted({rep for rep, _ in cpu})
+            result.bus_cost_us[f"{client} {op}"] = statistics.median(
+                cpu[(rep, "bus")] - cpu[(rep, "raw+json")] for rep in repeats)
+    if set(CLIENTS) <= set(clients):
+        for op in OPS:
+            result.ratios[f"bus confluent-kafka/kafka-python {op}"] = (
+                result.rates[f"confluent-kafka {op} bus"] / result.rates[f"kafka-python {op} bus"])
+
+
+def _report(result: BenchResult, clients: tuple[str, ...], say: Callable[[str], None]) -> None:
+    for client in clients:
+        for op in OPS:
+            for side in SIDES:
+                key = f"{client} {op} {side}"
+                say(f"{key:<32} {result.rates[key]:>10,.0f} msg/s, "
+                    f"{result.cpu_us[key]:.1f} us CPU/message (medians)")
+    for client in clients:
+        target = f"; {TARGETS['kafka-python ratio']}" if client == "kafka-python" else ""
+        for op in OPS:
+            say(f"{client} {op} ratio bus/raw: {result.ratios[f'{client} {op} bus/raw']:.3g} "
+                f"(throughput{target})")
+        for op in OPS:
+            say(f"{client} {op} ratio bus/raw+json: "
+                f"{result.ratios[f'{client} {op} bus/raw+json']:.3g} (throughput; context)")
+        cost = result.bus_cost_us
+        target = f"; {TARGETS['confluent-kafka cost']}" if client == "confluent-kafka" else ""
+        say(f"{client} bus cost per message: publish {cost[f'{client} publish']:.1f} us, "
+            f"consume {cost[f'{client} consume']:.1f} us (CPU: bus minus raw+json{target})")
+    if set(CLIENTS) <= set(clients):
+        for op in OPS:
+            say(f"bus confluent-kafka/kafka-python {op}: "
+                f"{result.ratios[f'bus confluent-kafka/kafka-python {op}']:.3g} "
+                f"(bus throughput; {TARGETS['cross']})")
+
+
+def _versions(clients: tuple[str, ...]) -> dict[str, str]:
+    from .suite import versions
+
+    out = versions()
+    if "confluent-kafka" in clients:
+        import confluent_kafka
+
+        out["confluent-kafka"] = confluent_kafka.version()[0]
+        out["librdkafka"] = confluent_kafka.libversion()[0]
+    return out
 
 
 def run_bench(config: BenchConfig, *, broker: Any = None, out: IO[str] | None = None) -> BenchResult:
@@ -323,14 +294,16 @@ def run_bench(config: BenchConfig, *, broker: Any = None, out: IO[str] | None = 
         run_id = make_run_id("bench", root)
     run_dir = root / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
-    result = BenchResult(run_id=run_id, run_dir=run_dir, versions=_versions(),
+    clients = config.clients
+    js = json_lib()
+    result = BenchResult(run_id=run_id, run_dir=run_dir, versions=_versions(clients), json=js.name,
                          config={k: (str(v) if isinstance(v, Path) else v)
                                  for k, v in asdict(config).items()})
-    n = config.messages
 
     def say(line: str) -> None:
         print(line, file=out, flush=True)
 
+    result.envelope = envelope_parts(5_000)  # before the broker starts: a quiet machine
     with ExitStack() as stack:
         if broker is None:
             from offsetlab.brokers import start_broker
@@ -341,27 +314,22 @@ def run_bench(config: BenchConfig, *, broker: Any = None, out: IO[str] | None = 
         servers = broker.bootstrap_servers
         result.broker = {"kind": broker.kind, "version": broker.version,
                          "bootstrap_servers": servers}
-        say(f"bench run {run_id}: {n} messages x {config.repeat} repeats, {config.partitions} "
-            f"partitions, {broker.kind} {broker.version} at {servers}; producer {PRODUCER_SETTINGS}")
-        if n < 10 * CONSUMER_BATCH:
-            say(f"note: {n} messages is a smoke test, not a measurement: the consumers fetch "
-                f"up to {CONSUMER_BATCH} records a poll, so a short consume window is mostly one "
-                "prefetched batch; use --messages 20000 or more for numbers")
+        counts = ", ".join(f"{config.messages_for(c)} on {c}" for c in clients)
+        say(f"bench run {run_id}: {counts}, x {config.repeat} repeats, {config.partitions} "
+            f"partitions, {broker.kind} {broker.version} at {servers}; producer "
+            f"{config.producer_settings}; json: {js.name} (bus and raw+json)")
+        for line in format_parts(result.envelope):
+            say(line)
+        if min(config.messages_for(c) for c in clients) < 10 * CONSUMER_BATCH:
+            say(f"note: fewer than {10 * CONSUMER_BATCH} messages is a smoke test, not a "
+                f"measurement: the consumers fetch up to {CONSUMER_BATCH} records a poll, so a "
+                "short consume window is mostly one prefetched batch; use --messages 20000 or "
+                "more for numbers")
         for r in range(config.repeat):
-            _one_repeat(config, broker, run_id, r, result, say)
-    _summarize(result)
-    for op in OPS:
-        for side in SIDES:
-            say(f"{op} {side:<8} {result.rates[f'{op} {side}']:>10,.0f} msg/s, "
-                f"{result.cpu_us[f'{op} {side}']:.1f} us CPU/message (medians)")
-    for op in OPS:
-        say(f"{op} ratio bus/raw: {result.ratios[f'{op} bus/raw']:.3g} (throughput; target >= 0.9)")
-    for op in OPS:
-        say(f"{op} ratio bus/raw+json: {result.ratios[f'{op} bus/raw+json']:.3g} (throughput; "
-            "context: the raw side also does JSON)")
-    for op in OPS:
-        say(f"{op} cpu ratio raw/bus: {result.ratios[f'{op} cpu raw/bus']:.3g} (CPU per message, "
-            "steadier on a busy machine; above 1 is the bus cheaper)")
+            for client in (clients if r % 2 == 0 else tuple(reversed(clients))):
+                _one_repeat(config, broker, run_id, r, client, result, js, say)
+    _summarize(result, clients)
+    _report(result, clients, say)
     (run_dir / "bench.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     say(f"saved: {run_dir / 'bench.json'}")
     return result
@@ -371,12 +339,18 @@ def run_bench(config: BenchConfig, *, broker: Any = None, out: IO[str] | None = 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``offsetlab bench`` options."""
     d = BenchConfig()
+    parser.add_argument("--client", choices=(*CLIENTS, "all"), default=CLIENTS[0],
+                        help=f"the client(s) under the bus and the raw sides ({CLIENTS[0]})")
     parser.add_argument("--messages", type=int, default=d.messages,
-                        help=f"messages per measurement ({d.messages})")
+                        help=f"messages per measurement on kafka-python ({d.messages})")
+    parser.add_argument("--confluent-messages", type=int, default=None,
+                        help="messages per measurement on confluent-kafka (5 x --messages)")
     parser.add_argument("--repeat", type=int, default=d.repeat,
                         help=f"repeats; rates are medians ({d.repeat})")
     parser.add_argument("--partitions", type=int, default=d.partitions,
                         help=f"partitions of every topic ({d.partitions})")
+    parser.add_argument("--linger-ms", type=int, default=d.linger_ms,
+                        help=f"every producer's linger_ms ({d.linger_ms})")
     parser.add_argument("--broker", choices=BROKER_KINDS, default=d.broker)
     parser.add_argument("--bootstrap-servers", default=None,
                         help="an external cluster (with --broker external or auto)")
@@ -388,8 +362,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """``offsetlab bench``: exit 0 when every measurement ran, 1 when one failed, 2 usage."""
     try:
-        config = BenchConfig(messages=args.messages, repeat=args.repeat,
-                             partitions=args.partitions, broker=args.broker,
+        config = BenchConfig(clients=CLIENTS if args.client == "all" else (args.client,),
+                             messages=args.messages, confluent_messages=args.confluent_messages,
+                             repeat=args.repeat, partitions=args.partitions,
+                             linger_ms=args.linger_ms, broker=args.broker,
                              bootstrap_servers=args.bootstrap_servers,
                              timeout_s=args.timeout, run_id=args.run_id)
     except ConfigError as exc:
