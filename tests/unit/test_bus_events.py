@@ -328,3 +328,29 @@ def test_a_malformed_datetime_in_the_payload_is_a_malformed_envelope() -> None:
     env["payload"]["due"] = "not a time"
     with pytest.raises(MalformedEnvelope, match="does not build the event"):
         REG.decode(_bytes(env))
+
+
+def test_the_cached_utc_text_is_isoformat() -> None:
+    import random
+    from datetime import timedelta
+
+    from offsetlab.bus.events import _utc_isoformat
+
+    rng = random.Random(5)
+    start = datetime(2026, 12, 31, 23, 59, 58, tzinfo=UTC)
+    times = [start + timedelta(microseconds=rng.randrange(0, 4_000_000)) for _ in range(500)]
+    times += [start, start.replace(microsecond=1), datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC)]
+    for at in times:  # the same second again and again, then the next: the cache turns over
+        assert _utc_isoformat(at) == at.isoformat()
+
+
+def test_an_encoded_event_is_the_frozen_dataclass_value() -> None:
+    import dataclasses
+
+    from offsetlab.bus.events import EncodedEvent
+
+    enc = REG.encode(OrderPlaced(order_id="o-1", amount=5))
+    same = EncodedEvent(enc.topic, enc.key, enc.value, enc.headers, enc.event_type, enc.event_id)
+    assert enc == same and repr(enc) == repr(same) and hash(enc) == hash(same)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        enc.topic = "other"  # type: ignore[misc]

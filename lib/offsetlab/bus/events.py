@@ -152,6 +152,34 @@ class EncodedEvent:
     event_id: str
 
 
+def _new_encoded(topic: str, key: bytes | None, value: bytes,
+                 headers: tuple[tuple[str, bytes], ...], event_type: str,
+                 event_id: str) -> EncodedEvent:
+    """``EncodedEvent(...)`` without the frozen dataclass's ``__init__`` (six
+    ``object.__setattr__`` calls): the same value in 0.36 us instead of 0.69 us here."""
+    encoded = _object_new(EncodedEvent)
+    encoded.__dict__.update(topic=topic, key=key, value=value, headers=headers,
+                            event_type=event_type, event_id=event_id)
+    return encoded
+
+
+_object_new = object.__new__
+#: (the date and time to the second, its ISO text) of the last UTC time formatted
+_ISO_SECOND: tuple[tuple[int, ...], str] = ((), "")
+
+
+def _utc_isoformat(at: datetime) -> str:
+    """``at.isoformat()`` of a UTC datetime, the text up to the second kept from the last
+    call (events made together share it): 0.50 us instead of 0.78 us here."""
+    global _ISO_SECOND
+    key = (at.year, at.month, at.day, at.hour, at.minute, at.second)
+    cached = _ISO_SECOND
+    if cached[0] != key:
+        cached = _ISO_SECOND = (key, at.replace(microsecond=0, tzinfo=None).isoformat())
+    us = at.microsecond
+    return f"{cached[1]}.{us:06d}+00:00" if us else f"{cached[1]}+00:00"
+
+
 def _to_json_value(value: Any) -> Any:
     t = type(value)
     if t is str or t is int or t is bool or t is float or value is None:
@@ -232,6 +260,17 @@ def _conversions(cls: type[Event]) -> tuple[tuple[str, Any], ...]:
                  if name in hints and _may_convert(hints[name]))
 
 
+class _DecodePlan:
+    """What decoding needs of one class: its payload fields, and (worked out at the first
+    decode that gets that far, where a bad annotation has always raised) the conversions."""
+
+    __slots__ = ("own", "conversions")
+
+    def __init__(self, own: frozenset[str]) -> None:
+        self.own = own
+        self.conversions: tuple[tuple[str, Any], ...] | None = None
+
+
 class EventRegistry:
     """Maps ``event_type`` names to event classes, and encodes/decodes the envelope."""
 
@@ -239,6 +278,7 @@ class EventRegistry:
         """``topic_prefix`` is put before every event class's ``topic`` on the wire (tests
         use a uuid prefix so runs on one broker never share topics)."""
         self._classes: dict[str, type[Event]] = {}
+        self._decoding: dict[type[Event], _DecodePlan] = {}
         self.topic_prefix = topic_prefix
         for cls in event_classes:
             self.register(cls)
@@ -323,7 +363,7 @@ class EventRegistry:
         envelope = {
             "event_type": event_type,
             "event_id": event_id,
-            "occurred_at": at.isoformat(),
+            "occurred_at": _utc_isoformat(at),
             "schema_version": cls.schema_version,
             "payload": payload,
         }
@@ -336,7 +376,7 @@ class EventRegistry:
                 "use str/int/float/bool/None, tuples, dicts or datetime fields"
             ) from exc
         key = event.key
-        return EncodedEvent(f"{self.topic_prefix}{cls.topic}",
+        return _new_encoded(f"{self.topic_prefix}{cls.topic}",
                             None if key is None else str(key).encode(), value,
                             _type_headers(event_type), event_type, event_id)
 
@@ -369,32 +409,39 @@ class EventRegistry:
             raise MalformedEnvelope(f"event_type must be a string, got {event_type!r}")
         cls = self._classes.get(event_type) or self.class_for(event_type)
         version = envelope["schema_version"]
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise MalformedEnvelope(f"schema_version must be a positive integer, got {version!r}")
-        if version > cls.schema_version:
-            raise MalformedEnvelope(
-                f"{event_type} schema_version {version} is newer than this code's "
-                f"{cls.schema_version}; deploy the newer event class"
-            )
+        if type(version) is not int or not 0 < version <= cls.schema_version:
+            if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+                raise MalformedEnvelope(
+                    f"schema_version must be a positive integer, got {version!r}")
+            if version > cls.schema_version:
+                raise MalformedEnvelope(
+                    f"{event_type} schema_version {version} is newer than this code's "
+                    f"{cls.schema_version}; deploy the newer event class"
+                )
         payload = envelope["payload"]
         if not isinstance(payload, dict):
             raise MalformedEnvelope(f"payload must be a JSON object, got {type(payload).__name__}")
-        event_id = envelope["event_id"]
+        event_id, at = envelope["event_id"], envelope["occurred_at"]
         try:
             if type(event_id) is not str or not _CANONICAL_UUID(event_id):
                 event_id = str(uuid.UUID(str(event_id)))
-            occurred_at = datetime.fromisoformat(str(envelope["occurred_at"]))
+            occurred_at = datetime.fromisoformat(at if type(at) is str else str(at))
         except ValueError as exc:
             raise MalformedEnvelope(f"event_id/occurred_at malformed: {exc}") from exc
         if occurred_at.tzinfo is None:
             raise MalformedEnvelope(
                 f"occurred_at {envelope['occurred_at']!r} has no timezone; expected ISO 8601 UTC"
             )
-        own = _own_fields(cls)  # type: ignore[arg-type]
+        plan = self._decoding.get(cls)
+        if plan is None:
+            plan = self._decoding[cls] = _DecodePlan(_own_fields(cls))  # type: ignore[arg-type]
+        own = plan.own
         if not payload.keys() <= own:
             bad_keys = sorted(set(payload) - own)
             raise MalformedEnvelope(f"{event_type} payload has unknown fields {bad_keys}")
-        conversions = _conversions(cls)  # type: ignore[arg-type]
+        conversions = plan.conversions
+        if conversions is None:
+            conversions = plan.conversions = _conversions(cls)  # type: ignore[arg-type]
         try:
             kwargs = payload
             if conversions:
