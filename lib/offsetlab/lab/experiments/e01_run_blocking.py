@@ -38,6 +38,7 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from offsetlab.brokers import BrokerHandle
 from offsetlab.bus.config import RunnerConfig
+from offsetlab.bus.deadline import wait_until
 from offsetlab.bus.errors import ConfigError
 from offsetlab.bus.lifecycle import GroupJoin
 from offsetlab.bus.runner import ConsumerRunner
@@ -118,11 +119,7 @@ def settled(assignments: Mapping[str, frozenset[Any] | set[Any] | list[Any]], pa
 
 
 def _wait(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"E01: {what} did not happen within {timeout_s} s")
-        time.sleep(0.01)
+    wait_until(cond, timeout_s=timeout_s, what=f"E01: {what}", interval_s=0.01)
 
 
 def produce_with_gap(broker: BrokerHandle, topic: str, timeline: Timeline, s: Settings) -> None:

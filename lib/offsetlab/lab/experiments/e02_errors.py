@@ -34,9 +34,11 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from offsetlab.brokers import BrokerHandle
 from offsetlab.bus.config import CrashPolicy, RunnerConfig
+from offsetlab.bus.deadline import Deadline
 from offsetlab.bus.errors import ConfigError
 from offsetlab.bus.lifecycle import LifecycleEvent
 from offsetlab.bus.runner import ConsumerRunner
+from offsetlab.bus.testing import committed_offsets
 from offsetlab.bus.transports.kafka_python.compat import io_threads, reap_io_threads
 from offsetlab.lab.raw import create_topic, unique, warmed_consumer
 from offsetlab.lab.timeline import Timeline, record_consumed, runner_listener
@@ -186,11 +188,7 @@ def _topic_exists(servers: str, topic: str) -> bool:
 
 
 def _committed(servers: str, group: str, tp: TopicPartition) -> int | None:
-    probe = KafkaConsumer(bootstrap_servers=servers, group_id=group, enable_auto_commit=False)
-    try:
-        return probe.committed(tp, timeout_ms=10_000)
-    finally:
-        probe.close(autocommit=False)
+    return committed_offsets(servers, group, tp.topic).get(tp.partition)
 
 
 def _topic_for(broker: BrokerHandle, scenario: str, prefix: str, s: Settings) -> str:
@@ -244,9 +242,9 @@ def _poll_until_assigned(consumer: KafkaConsumer, s: Settings, *, records: bool,
                          wait_long: bool) -> dict[Any, Any]:
     """poll() until assigned (and, with ``records``, until a poll returned records), at most
     ``join_wait_s`` (``wait_long``) or ``assign_wait_s``; returns the last poll's result."""
-    deadline = time.monotonic() + (s.join_wait_s if wait_long else s.assign_wait_s)
+    deadline = Deadline(s.join_wait_s if wait_long else s.assign_wait_s)
     polled: dict[Any, Any] = {}
-    while time.monotonic() < deadline and (not consumer.assignment() or (records and not polled)):
+    while not deadline.expired() and (not consumer.assignment() or (records and not polled)):
         polled = consumer.poll(timeout_ms=100)
     return polled
 
@@ -258,8 +256,8 @@ def _raw_run(m: Matrix, client: str, scenario: str, consumer: KafkaConsumer, top
         failed: list[int] = []
 
         def loop() -> None:  # the seed's handler, inside the user's own poll loop
-            deadline = time.monotonic() + s.join_wait_s
-            while time.monotonic() < deadline:
+            deadline = Deadline(s.join_wait_s)
+            while not deadline.expired():
                 for records in consumer.poll(timeout_ms=100).values():
                     for record in records:
                         if record.offset == 1:
@@ -345,8 +343,8 @@ def runner_scenario(m: Matrix, broker: BrokerHandle, scenario: str, s: Settings,
             m.attempt(client, scenario, "start/run", lambda: runner.run(timeout=s.join_wait_s),
                       describe=lambda j: f"{outcome(j)} (the same join: {j is join})")
         if ok:  # let it consume / see the topic appear (at most join_wait_s / assign_wait_s)
-            deadline = time.monotonic() + _assign_wait(scenario, s)
-            while time.monotonic() < deadline and not (assigned_any and (
+            deadline = Deadline(_assign_wait(scenario, s))
+            while not deadline.expired() and not (assigned_any and (
                     scenario not in ("success", "broker stopped while running")
                     or "commit" in kinds)):
                 time.sleep(0.05)
@@ -359,8 +357,8 @@ def runner_scenario(m: Matrix, broker: BrokerHandle, scenario: str, s: Settings,
             time.sleep(s.after_stop_s)
         if scenario == "handler raises" and ok:
             # 0 and 1 (raises), then after the restart 1 again and 2
-            deadline = time.monotonic() + s.join_wait_s
-            while time.monotonic() < deadline and sum(
+            deadline = Deadline(s.join_wait_s)
+            while not deadline.expired() and sum(
                     1 for r in timeline.rows() if r.who == scenario and r.what == "consumed") < 4:
                 time.sleep(0.05)
             m.note(client, scenario, f"restarts: {runner.restarts}")

@@ -40,6 +40,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 from offsetlab.brokers import BrokerHandle
 from offsetlab.bus.config import CrashPolicy
+from offsetlab.bus.deadline import Deadline
 from offsetlab.bus.lifecycle import Commit, Connect, LifecycleEvent
 from offsetlab.bus.runner import ConsumerRunner
 from offsetlab.lab.experiments.e03_batch_failure import (
@@ -139,9 +140,9 @@ def run_runner(broker: BrokerHandle, *, n_messages: int = 5, fail_message: int =
     end = result.end_offsets[0]
     try:
         runner.run(timeout=timeout_s)
-        deadline = time.monotonic() + timeout_s
+        deadline = Deadline(timeout_s)
         while committed.get(0, -1) < end:
-            if time.monotonic() > deadline:
+            if deadline.expired():
                 raise TimeoutError(f"runner did not commit to the end ({end}) within {timeout_s} s: "
                                    f"committed {committed}, processed {result.flaky.processed}")
             time.sleep(0.05)

@@ -20,9 +20,10 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from offsetlab.brokers import BrokerHandle
+from offsetlab.bus.deadline import Deadline
 from offsetlab.bus.errors import ConfigError
 from offsetlab.lab.experiments.e07_watch import GroupNeverSettled, GroupWatcher, settle
-from offsetlab.lab.raw import create_topic, unique
+from offsetlab.lab.raw import committed_offsets, create_topic, end_offsets, unique
 from offsetlab.lab.timeline import (
     Timeline,
     TimelineRebalanceListener,
@@ -244,13 +245,11 @@ def produce_keyed(broker: BrokerHandle, result: ScenarioResult) -> None:
 
 def read_back(broker: BrokerHandle, result: ScenarioResult) -> None:
     """End offsets of the topic and the group's committed offsets, from the broker."""
-    consumer = KafkaConsumer(**broker.clients(group_id=result.group, enable_auto_commit=False))
-    try:
-        tps = [TopicPartition(result.topic, p) for p in range(result.params.partitions)]
-        result.end_offsets = {tp.partition: o for tp, o in consumer.end_offsets(tps).items()}
-        result.committed = {tp.partition: consumer.committed(tp) for tp in tps}
-    finally:
-        consumer.close()
+    partitions = range(result.params.partitions)
+    ends = end_offsets(broker, result.topic)
+    committed = committed_offsets(broker, result.group, result.topic)
+    result.end_offsets = {p: ends[p] for p in partitions}
+    result.committed = {p: committed.get(p) for p in partitions}  # None: never committed
 
 
 def committed_now(admin: KafkaAdminClient, result: ScenarioResult) -> dict[int, int]:
@@ -260,11 +259,11 @@ def committed_now(admin: KafkaAdminClient, result: ScenarioResult) -> dict[int, 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str,
           errors: dict[str, str] | None = None) -> None:
-    deadline = time.monotonic() + timeout_s
+    deadline = Deadline(timeout_s)
     while not predicate():
         if errors:
             raise RuntimeError(f"E07: a member failed while waiting for {what}: {errors}")
-        if time.monotonic() > deadline:
+        if deadline.expired():
             raise TimeoutError(f"E07: waited {timeout_s} s for {what}")
         time.sleep(0.05)
 

@@ -18,6 +18,7 @@ from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
 from offsetlab.brokers import BrokerHandle
+from offsetlab.bus.deadline import Deadline
 from offsetlab.lab.timeline import Timeline
 
 __all__ = ["listed", "GroupWatcher", "GroupNeverSettled", "settle"]
@@ -102,7 +103,7 @@ def settle(holds: Callable[[], list[list[int]]], watcher: GroupWatcher, *, parti
     them all in a Stable group (unless the watcher cannot read the group), unchanged for
     ``spell_s``; :class:`GroupNeverSettled` after ``timeout_s``; ``RuntimeError`` as soon as
     a member recorded an error in ``errors``."""
-    deadline = time.monotonic() + timeout_s
+    deadline = Deadline(timeout_s)
     since: tuple[Any, ...] | None = None
     since_t = 0.0
     while True:
@@ -118,7 +119,7 @@ def settle(holds: Callable[[], list[list[int]]], watcher: GroupWatcher, *, parti
             since, since_t = key, time.monotonic()
         elif time.monotonic() - since_t >= spell_s:
             return
-        if time.monotonic() > deadline:
+        if deadline.expired():
             raise GroupNeverSettled(f"E07 {name}: the group did not settle within "
                                     f"{timeout_s} s (holds {h}, broker view {view})")
         time.sleep(0.05)
