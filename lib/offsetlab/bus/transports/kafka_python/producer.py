@@ -29,7 +29,6 @@ waiting and acknowledged together (:meth:`Producers.wait_all`) once per poll bat
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -37,6 +36,7 @@ import kafka.errors as kafka_errors
 from kafka import KafkaProducer
 from kafka.producer.future import FutureRecordMetadata
 
+from offsetlab.bus.deadline import Deadline
 from offsetlab.bus.errors import BusStateError, ConfigError, PublishError
 from offsetlab.bus.interface import Receipt
 from offsetlab.bus.transports.kafka_python.compat import io_threads, reap_io_threads
@@ -182,11 +182,11 @@ class Producers:
     def publish(self, topic: str, value: bytes | None, key: bytes | None,
                 headers: Headers) -> Receipt:
         """Send one record and wait for its acknowledgement (``send().get()``)."""
-        deadline = time.monotonic() + self.timeouts[PUBLISH]
+        deadline = Deadline(self.timeouts[PUBLISH])
         producer = self.producer(PUBLISH)
         try:
             future = producer.send(topic, value=value, key=key, headers=list(headers))
-            meta = future.get(timeout=max(0.0, deadline - time.monotonic()))
+            meta = future.get(timeout=deadline.left())
         except kafka_errors.KafkaError as exc:
             if isinstance(exc, kafka_errors.KafkaTimeoutError):
                 self._discard(PUBLISH, producer)
@@ -201,7 +201,7 @@ class Producers:
         Raises ``PublishError`` at the first record not acknowledged within the publish
         timeout (counted from the call); records before it were acknowledged.
         """
-        deadline = time.monotonic() + self.timeouts[PUBLISH]
+        deadline = Deadline(self.timeouts[PUBLISH])
         producer = self.producer(PUBLISH)
         futures: list[tuple[str, FutureRecordMetadata]] = []
         for topic, value, key, headers in records:
@@ -214,7 +214,7 @@ class Producers:
         receipts: list[Receipt] = []
         for i, (topic, future) in enumerate(futures):
             try:
-                meta = future.get(timeout=max(0.0, deadline - time.monotonic()))
+                meta = future.get(timeout=deadline.left())
             except kafka_errors.KafkaError as exc:
                 if isinstance(exc, kafka_errors.KafkaTimeoutError):
                     self._discard(PUBLISH, producer)
@@ -245,11 +245,11 @@ class Producers:
     def wait_all(self, items: Sequence[tuple[str, FutureRecordMetadata]]
                  ) -> list[Receipt | PublishError]:
         """Wait for the ``(topic, future)`` items within one reproduce timeout."""
-        deadline = time.monotonic() + self.timeouts[REPRODUCE]
+        deadline = Deadline(self.timeouts[REPRODUCE])
         out: list[Receipt | PublishError] = []
         for topic, future in items:
             try:
-                meta = future.get(timeout=max(0.0, deadline - time.monotonic()))
+                meta = future.get(timeout=deadline.left())
             except kafka_errors.KafkaError as exc:
                 out.append(self._error(REPRODUCE, topic, exc))
             else:
