@@ -55,6 +55,10 @@ def test_bench_on_both_clients_prints_every_line_and_saves_results(
                 assert ratio > 0
                 assert ratio == pytest.approx(saved["ratios"][f"{client} {op} bus/{base}"],
                                               rel=5e-3)
+            cpu = _number(text, rf"^{client} {op} ratio bus/raw: .*CPU per message raw/bus "
+                                rf"{NUMBER}")
+            assert cpu > 0
+            assert cpu == pytest.approx(saved["cpu_ratios"][f"{client} {op} raw/bus"], rel=5e-3)
         line = rf"^{client} bus cost per message: publish {NUMBER} us, consume {NUMBER} us"
         m = re.search(line, text, re.MULTILINE)
         assert m, f"no bus cost line for {client}"

@@ -15,10 +15,12 @@ published before the clock). A consume rate is ``N / (last record handled - firs
 handled)``: the group join and the first fetch are outside the clock on every side, so the
 window is steady-state handling, which needs N well above one poll batch (500 records).
 Rates and CPU microseconds per message (this process, all threads; steadier than the wall
-clock on a shared machine) are medians over the repeats.
+clock on a shared machine) are medians over the repeats; ratios and costs are taken within
+each repeat first (its sides ran within seconds of each other), then the median.
 
 Printed per client: ``<client> publish ratio bus/raw: X`` and ``<client> consume ratio
-bus/raw: X`` (throughput), the same against raw+json for context, and ``<client> bus cost per
+bus/raw: X`` (throughput; beside it the CPU ratio, what the throughput ratio would be if
+this process were the bottleneck), the same against raw+json for context, and ``<client> bus cost per
 message: publish N us, consume N us`` (the bus's CPU per message minus raw+json's, paired
 per repeat, median: what the bus itself costs beyond the client and the JSON). With both
 clients: ``bus confluent-kafka/kafka-python publish: X`` and ``... consume: X`` (bus
@@ -124,9 +126,14 @@ class BenchResult:
     rates: dict[str, float] = field(default_factory=dict)
     #: "<client> <op> <side>" -> median CPU microseconds per message (this process)
     cpu_us: dict[str, float] = field(default_factory=dict)
-    #: "<client> <op> bus/raw", "<client> <op> bus/raw+json": ratios of median rates;
-    #: "bus confluent-kafka/kafka-python <op>": bus rate on confluent-kafka over kafka-python
+    #: "<client> <op> bus/raw", "<client> <op> bus/raw+json": the repeats' rate ratios
+    #: (both sides measured in the same repeat), median; "bus confluent-kafka/kafka-python
+    #: <op>": the bus's rate on confluent-kafka over kafka-python, likewise
     ratios: dict[str, float] = field(default_factory=dict)
+    #: "<client> <op> raw/bus": the repeats' ratios of CPU per message, raw over bus
+    #: (so that it too reads "higher is better"), median: the throughput ratio to expect when
+    #: the process, not the broker, is the bottleneck
+    cpu_ratios: dict[str, float] = field(default_factory=dict)
     #: "<client> <op>" -> median over repeats of (bus - raw+json) CPU us per message
     bus_cost_us: dict[str, float] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
@@ -219,27 +226,34 @@ def _one_repeat(config: BenchConfig, broker: Any, run_id: str, r: int, client: s
 
 # -- summary --------------------------------------------------------------------------------------
 def _summarize(result: BenchResult, clients: tuple[str, ...]) -> None:
-    """Medians, ratios and bus costs, from ``result.measurements``."""
-    rows = result.measurements
+    """Medians, ratios and bus costs, from ``result.measurements``. Ratios and costs pair
+    the sides of one repeat (measured within seconds of each other) before taking the
+    median: a shared machine's slow minutes then count against both sides of a ratio."""
+    rate = {(m["repeat"], m["client"], m["op"], m["side"]): m["rate"]
+            for m in result.measurements}
+    cpu = {(m["repeat"], m["client"], m["op"], m["side"]): m["cpu_us_per_message"]
+           for m in result.measurements}
+    repeats = sorted({key[0] for key in rate})
+    med = statistics.median
     for client in clients:
         for op in OPS:
             for side in SIDES:
-                mine = [m for m in rows if (m["client"], m["op"], m["side"]) == (client, op, side)]
-                result.rates[f"{client} {op} {side}"] = statistics.median(m["rate"] for m in mine)
-                result.cpu_us[f"{client} {op} {side}"] = statistics.median(
-                    m["cpu_us_per_message"] for m in mine)
+                result.rates[f"{client} {op} {side}"] = med(rate[r, client, op, side]
+                                                            for r in repeats)
+                result.cpu_us[f"{client} {op} {side}"] = med(cpu[r, client, op, side]
+                                                             for r in repeats)
             for base in ("raw", "raw+json"):
-                result.ratios[f"{client} {op} bus/{base}"] = (
-                    result.rates[f"{client} {op} bus"] / result.rates[f"{client} {op} {base}"])
-            cpu = {(m["repeat"], m["side"]): m["cpu_us_per_message"] for m in rows
-                   if (m["client"], m["op"]) == (client, op)}
-            repeats = sorted({rep for rep, _ in cpu})
-            result.bus_cost_us[f"{client} {op}"] = statistics.median(
-                cpu[(rep, "bus")] - cpu[(rep, "raw+json")] for rep in repeats)
+                result.ratios[f"{client} {op} bus/{base}"] = med(
+                    rate[r, client, op, "bus"] / rate[r, client, op, base] for r in repeats)
+            result.cpu_ratios[f"{client} {op} raw/bus"] = med(
+                cpu[r, client, op, "raw"] / cpu[r, client, op, "bus"] for r in repeats)
+            result.bus_cost_us[f"{client} {op}"] = med(
+                cpu[r, client, op, "bus"] - cpu[r, client, op, "raw+json"] for r in repeats)
     if set(CLIENTS) <= set(clients):
         for op in OPS:
-            result.ratios[f"bus confluent-kafka/kafka-python {op}"] = (
-                result.rates[f"confluent-kafka {op} bus"] / result.rates[f"kafka-python {op} bus"])
+            result.ratios[f"bus confluent-kafka/kafka-python {op}"] = med(
+                rate[r, "confluent-kafka", op, "bus"] / rate[r, "kafka-python", op, "bus"]
+                for r in repeats)
 
 
 def _report(result: BenchResult, clients: tuple[str, ...], say: Callable[[str], None]) -> None:
@@ -253,7 +267,8 @@ def _report(result: BenchResult, clients: tuple[str, ...], say: Callable[[str], 
         target = f"; {TARGETS['kafka-python ratio']}" if client == "kafka-python" else ""
         for op in OPS:
             say(f"{client} {op} ratio bus/raw: {result.ratios[f'{client} {op} bus/raw']:.3g} "
-                f"(throughput{target})")
+                f"(throughput; CPU per message raw/bus "
+                f"{result.cpu_ratios[f'{client} {op} raw/bus']:.3g}{target})")
         for op in OPS:
             say(f"{client} {op} ratio bus/raw+json: "
                 f"{result.ratios[f'{client} {op} bus/raw+json']:.3g} (throughput; context)")
