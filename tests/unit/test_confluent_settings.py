@@ -122,9 +122,9 @@ ERRORS = {
                           r"consumer setting"),
     "producer-name": ({"acks": 1}, r"\['acks'\] is a producer setting"),
     "auto-commit": ({"enable_auto_commit": True}, r"\['enable_auto_commit'\] must be False"),
-    "group-id": ({"group_id": "x"}, r"\['group_id'\] is set by the bus"),
-    "group.id": ({"group.id": "x"}, r"\['group.id'\] is set by the bus"),
-    "auto-store": ({"enable.auto.offset.store": True}, r"is set by the bus"),
+    "group-id": ({"group_id": "x"}, r"\['group_id'\] is set by the runner; use the RunnerConfig"),
+    "group.id": ({"group.id": "x"}, r"\['group.id'\] is set by the runner"),
+    "auto-store": ({"enable.auto.offset.store": True}, r"is set by the runner"),
     "consumer-timeout": ({"consumer_timeout_ms": 5}, r"\['consumer_timeout_ms'\] only affects"),
     "deserializer": ({"value_deserializer": bytes}, r"records are bytes"),
 }
@@ -142,7 +142,8 @@ def test_bus_config_errors_name_their_section() -> None:
     with pytest.raises(ConfigError, match=r"KafkaBusConfig\.client_settings\['sasl_kerberos_name'\]"
                        r" is a kafka-python setting librdkafka has no equivalent for"):
         KafkaBusConfig(**bus, client_settings={"sasl_kerberos_name": "x"})
-    with pytest.raises(ConfigError, match=r"KafkaBusConfig\.client_settings\['client_id'\] is set"):
+    with pytest.raises(ConfigError, match=r"KafkaBusConfig\.client_settings\['client_id'\] is set "
+                       r"by the bus; use KafkaBusConfig\.bootstrap_servers / name instead"):
         KafkaBusConfig(**bus, client_settings={"client_id": "x"})
     with pytest.raises(ConfigError, match=r"KafkaBusConfig\.publish_producer\['lingr_ms'\] is not "
                        r"a confluent-kafka producer setting"):

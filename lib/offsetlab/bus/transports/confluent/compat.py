@@ -31,6 +31,15 @@ these; nobody else works around the client. Each quirk says what was seen (embed
   handle underneath, whose ``allow.auto.create.topics`` defaults to true:
   ``list_topics(topic)`` of a missing topic created it (1 partition). The transport's
   admin client sets it false (:data:`ADMIN_DEFAULTS`).
+- **A consumer does not create the topics it subscribes to**: librdkafka's
+  ``allow.auto.create.topics`` defaults to false for consumers (kafka-python's
+  ``allow_auto_create_topics`` to true); the transport keeps librdkafka's default (the bus
+  creates its topics), ``allow_auto_create_topics=True`` gives kafka-python's behaviour.
+- **The first group on a new cluster joins about a second late** (1 s after the consumer
+  started here, 3 s on a loaded machine; 10 ms on a cluster that already had a group):
+  while ``__consumer_offsets`` is being created librdkafka asks for the coordinator again
+  at most once a second (kafka-python retries within 100 ms). Nothing to work around;
+  experiments that time the first join should not start on a fresh broker.
 - **subscribe() takes any topic name**; an invalid one only shows as a broker error much
   later. :func:`check_topics` raises ``ValueError`` first, as kafka-python does.
 - **Nothing fails while the broker is unreachable**: building a client never connects, and
@@ -48,7 +57,8 @@ from __future__ import annotations
 import logging
 import re
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from confluent_kafka import KafkaError
@@ -59,7 +69,7 @@ from offsetlab.bus.types import ConsumedRecord, TopicPartition
 __all__ = [
     "to_confluent", "from_confluent", "generation_of", "check_topics", "record_maker",
     "REBALANCE_COMMIT_CODES", "CONSUMER_FATAL_CODES", "SEEK_NOT_READY", "QUIET_ERRORS",
-    "PRODUCER_DEFAULTS", "ADMIN_DEFAULTS", "LIBRDKAFKA_LOGGER", "error_of",
+    "PRODUCER_DEFAULTS", "ADMIN_DEFAULTS", "LIBRDKAFKA_LOGGER", "error_of", "RecordMaker",
 ]
 
 LIBRDKAFKA_LOGGER = logging.getLogger("offsetlab.bus.transports.confluent.librdkafka")
@@ -88,11 +98,11 @@ QUIET_ERRORS: frozenset[int] = frozenset({
 })
 """Connection errors librdkafka reports on every reconnect attempt: logged at INFO."""
 
-PRODUCER_DEFAULTS: dict[str, Any] = {
+PRODUCER_DEFAULTS: Mapping[str, Any] = MappingProxyType({
     "partitioner": "murmur2_random",  # Java's and kafka-python's key hash
     "linger.ms": 0,  # kafka-python's default (librdkafka: 5 ms on every publish)
-}
-ADMIN_DEFAULTS: dict[str, Any] = {"allow.auto.create.topics": False}
+})
+ADMIN_DEFAULTS: Mapping[str, Any] = MappingProxyType({"allow.auto.create.topics": False})
 
 _LEGAL_TOPIC = re.compile(r"^[a-zA-Z0-9._-]+$")
 
@@ -133,7 +143,11 @@ def error_of(exc: BaseException) -> KafkaError | None:
     return error if isinstance(error, KafkaError) else None
 
 
-def record_maker() -> Any:
+RecordMaker = Callable[[str, int, int, bytes | None, bytes | None,
+                        Sequence[tuple[str, bytes | None]], int, int], ConsumedRecord]
+
+
+def record_maker() -> RecordMaker:
     """``make(topic, partition, offset, key, value, headers, timestamp, timestamp_type)``
     returning a :class:`~offsetlab.bus.types.ConsumedRecord`.
 

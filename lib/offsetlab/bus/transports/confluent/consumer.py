@@ -37,7 +37,7 @@ from offsetlab.bus.transports.confluent.compat import (
     record_maker,
 )
 from offsetlab.bus.transports.confluent.settings import CONSUMER, translate
-from offsetlab.bus.types import Record, TopicPartition, sorted_partitions
+from offsetlab.bus.types import ConsumedRecord, Record, TopicPartition, sorted_partitions
 
 __all__ = ["ConfluentConsumer", "consumer_config"]
 
@@ -49,7 +49,8 @@ DEFAULT_BOOTSTRAP_TIMEOUT_MS = 30_000
 """How long opening a consumer waits for the broker's first metadata answer (kafka-python's
 ``bootstrap_timeout_ms`` default)."""
 
-_make_record = record_maker()
+# librdkafka's accessors are typed Optional; a consumed message has every field
+_make_record: Callable[..., ConsumedRecord] = record_maker()
 
 
 def consumer_config(config: RunnerConfig) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -93,16 +94,13 @@ class ConfluentConsumer:
         """Build the consumer and wait for the broker's metadata (``bootstrap_timeout_ms``);
         on failure the consumer is closed before the error propagates."""
         conf, options = consumer_config(config)
-        holder: list[ConfluentConsumer] = []
-        conf["error_cb"] = lambda error: holder[0]._on_error(error) if holder else None
-        consumer = (factory or Consumer)(conf)
+        client = cls(None, config.name, batch=options.get("max_poll_records", DEFAULT_BATCH),
+                     incremental=_incremental(conf))
+        conf["error_cb"] = client._on_error
+        client.consumer = consumer = (factory or Consumer)(conf)
         try:
-            self = cls(consumer, config.name,
-                       batch=options.get("max_poll_records", DEFAULT_BATCH),
-                       incremental=_incremental(conf))
-            holder.append(self)
             timeout_ms = options.get("bootstrap_timeout_ms", DEFAULT_BOOTSTRAP_TIMEOUT_MS)
-            list_topics = getattr(consumer, "list_topics", None)
+            list_topics = getattr(consumer, "list_topics", None)  # a fake may not have it
             if list_topics is not None:
                 list_topics(timeout=timeout_ms / 1000)
         except BaseException:
@@ -111,7 +109,7 @@ class ConfluentConsumer:
             except Exception:
                 _log.debug("closing a consumer that failed to bootstrap raised", exc_info=True)
             raise
-        return self
+        return client
 
     # -- callbacks (inside poll(), on the runner thread) --------------------------------
 

@@ -264,6 +264,15 @@ def _where(owner: str, section: str | None, key: str) -> str:
     return f"{owner}.{section}[{key!r}]" if section else f"{owner}[{key!r}]"
 
 
+def _owned(where: str, owner: str, section: str | None) -> str:
+    if section == "consumer_settings":
+        return (f"{where} is set by the runner; use the RunnerConfig field instead "
+                "(bootstrap_servers, group_id, name)")
+    if section == "client_settings":
+        return f"{where} is set by the bus; use {owner}.bootstrap_servers / name instead"
+    return f"{where} is set by the bus; remove it"
+
+
 def applies_to(key: str, role: str) -> bool:
     """Whether ``key`` (either spelling) is a setting of ``role``."""
     translation = KAFKA_PYTHON_NAMES.get(key)
@@ -279,7 +288,7 @@ def check(settings: Mapping[str, Any], owner: str, section: str | None,
     what = " or ".join(_ROLE_NAME[r] for r in sorted(roles))
     for key, value in settings.items():
         where = _where(owner, section, key)
-        if key == "enable_auto_commit":
+        if key == "enable_auto_commit" and CONSUMER in roles:
             if value is not False:
                 raise ConfigError(
                     f"{where} must be False or absent: the runner commits offset + 1 of settled "
@@ -289,8 +298,7 @@ def check(settings: Mapping[str, Any], owner: str, section: str | None,
             raise ConfigError(f"{where} only affects kafka-python's iteration, which the runner "
                               "does not use; remove it")
         if key in RUNNER_OWNED_KEYS or key in OWNED_PROPERTIES:
-            raise ConfigError(f"{where} is set by the bus; use the config's own fields instead "
-                              "(bootstrap_servers, group_id, name)")
+            raise ConfigError(_owned(where, owner, section))
         if key in _BYTES_ONLY:
             raise ConfigError(f"{where} is set by the bus (records are bytes); remove it")
         if key in NO_EQUIVALENT:
