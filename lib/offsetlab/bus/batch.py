@@ -43,21 +43,30 @@ class BatchContext:
         self._runner = runner
         self.records: tuple[Record, ...] = tuple(records)
         self._offsets: dict[TopicPartition, list[int]] = {}
-        for r in self.records:
-            self._offsets.setdefault(_tp(r), []).append(r.offset)
+        last: tuple[str, int] | None = None
+        offsets: list[int] = []
+        for r in self.records:  # records come grouped by partition: one key per group
+            if last is None or r.partition != last[1] or r.topic != last[0]:
+                last = (r.topic, r.partition)
+                offsets = self._offsets.setdefault(TopicPartition(*last), [])
+            offsets.append(r.offset)
+        self._known: dict[TopicPartition, set[int]] = {tp: set(o) for tp, o in self._offsets.items()}
         self._settled: dict[TopicPartition, set[int]] = {tp: set() for tp in self._offsets}
         self._sought: dict[TopicPartition, int] = {}
         self._paused_here: set[TopicPartition] = set()
 
     # -- settling -------------------------------------------------------------------------
     def settle(self, record: Record) -> None:
-        tp = _tp(record)
-        if tp not in self._offsets or record.offset not in self._offsets[tp]:
+        # a plain (topic, partition) tuple finds the TopicPartition keys (equal, same hash)
+        key = (record.topic, record.partition)
+        known = self._known.get(key)  # type: ignore[call-overload]
+        if known is None or record.offset not in known:
+            tp = _tp(record)
             raise RunnerStateError(
                 f"settle(): record {tp.topic}[{tp.partition}]@{record.offset} is not in this "
                 f"batch; settle records of the batch being handled, on the runner thread"
             )
-        self._settled[tp].add(record.offset)
+        self._settled[key].add(record.offset)  # type: ignore[index]
 
     def is_settled(self, record: Record) -> bool:
         return record.offset in self._settled.get(_tp(record), ())

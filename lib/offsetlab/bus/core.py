@@ -174,15 +174,18 @@ class SubscriptionCore:
         registry, group, report, now = ctx.registry, spec.group, ctx.report, ctx.now
         listening = ctx.listening()
         blocked: set[TopicPartition] = set(port.paused())
+        in_place_all = self.in_place
         copies: list[_Copy] = []
         acted = 0
+        settle, stopping = port.settle, port.stopping
         for record in records:
-            tp = tp_of(record)
-            if tp in blocked:
+            # a plain (topic, partition) tuple finds TopicPartition keys (equal, same hash)
+            key = (record.topic, record.partition)
+            if blocked and key in blocked:
                 continue
-            if port.stopping():
+            if stopping():
                 break
-            in_place = self.in_place.get(tp)
+            in_place = in_place_all.get(key) if in_place_all else None  # type: ignore[call-overload]
             override = in_place[1] if in_place is not None and in_place[0] == record.offset else None
             on_delivery = None
             if listening:
@@ -199,12 +202,14 @@ class SubscriptionCore:
                 action = decision.action
                 if action is Action.SETTLE:
                     if in_place is not None:
-                        del self.in_place[tp]
-                    port.settle(record)
+                        del in_place_all[tp_of(record)]
+                    settle(record)
                     if listening:
                         report(ActivityKind.SETTLED, spec=spec, record=record,
                                event=verdict.event, attempt=decision.attempt)
-                elif action is Action.SEEK_BACK:
+                    continue
+                tp = tp_of(record)
+                if action is Action.SEEK_BACK:
                     self._seek_back(port, record, tp, verdict.event, decision)
                     blocked.add(tp)
                 else:
@@ -216,12 +221,13 @@ class SubscriptionCore:
                         copies.append(copy)
             elif kind is VerdictKind.SKIP:
                 acted += 1
-                port.settle(record)
+                settle(record)
                 if listening:
                     report(ActivityKind.SKIPPED, spec=spec, record=record, event=verdict.event,
                            detail=verdict.detail)
             elif kind is VerdictKind.WAIT:
                 assert verdict.not_before is not None
+                tp = tp_of(record)
                 self.wait(port, tp, verdict.not_before)
                 blocked.add(tp)
                 report(ActivityKind.WAITING, spec=spec, record=record, attempt=verdict.attempt,

@@ -35,15 +35,15 @@ import abc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol, Self
+from typing import Any, NamedTuple, Protocol, Self
 
 from offsetlab.bus.aggregate import AggregateRoot, publish_for_aggregate
 from offsetlab.bus.breaker import BreakerState, CircuitBreaker
 from offsetlab.bus.classify import ErrorClassifier
-from offsetlab.bus.errors import ConfigError, EnvelopeError, MalformedHeaders
+from offsetlab.bus.errors import ConfigError, EnvelopeError
 from offsetlab.bus.events import Event, EventRegistry
-from offsetlab.bus.headers import attempt_of, is_copy_for, not_before_of, original_topic_of
-from offsetlab.bus.outcomes import Outcome, as_outcome
+from offsetlab.bus.headers import delivery_of
+from offsetlab.bus.outcomes import OK, Outcome, as_outcome
 from offsetlab.bus.retry import (
     Decision,
     InPlaceRetry,
@@ -51,6 +51,7 @@ from offsetlab.bus.retry import (
     RetryStrategy,
     RetryTopicRetry,
     decide,
+    settled,
 )
 
 __all__ = [
@@ -100,6 +101,7 @@ class SubscriptionSpec:
     depends_on: tuple[CircuitBreaker, ...] = ()
     name: str = ""
     topic: str = ""
+    _event_type: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.source, str):
@@ -130,11 +132,14 @@ class SubscriptionSpec:
         if not self.name:
             handler_name = getattr(self.handler, "__qualname__", type(self.handler).__name__)
             object.__setattr__(self, "name", f"{self.group}:{handler_name}")
+        # read per record by process_record: computed once
+        object.__setattr__(self, "_event_type",
+                           None if isinstance(self.source, str) else self.source.event_type)
 
     @property
     def event_type(self) -> str | None:
         """The one event type handled, or ``None`` for all on the topic."""
-        return None if isinstance(self.source, str) else self.source.event_type
+        return self._event_type
 
     @property
     def topics(self) -> tuple[str, ...]:
@@ -331,14 +336,18 @@ class VerdictKind(StrEnum):
     """The handler ran (or the record could not be decoded): carry out ``Verdict.decision``."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class Verdict:
+class Verdict(NamedTuple):
+    """What the rule book decided for one record (a named tuple: one is made per record)."""
+
     kind: VerdictKind
     attempt: int = 1
     event: Event | None = None
     decision: Decision | None = None
     not_before: float | None = None
     detail: str = ""
+
+
+_SKIP_OTHER_GROUP = Verdict(kind=VerdictKind.SKIP, detail="retry copy of another consumer group")
 
 
 def process_record(
@@ -360,21 +369,15 @@ def process_record(
     handler returns, so backoff and not-before times start when the attempt ended.
     """
     group = group or spec.group
-    headers = record.headers or ()
-    header_error: MalformedHeaders | None = None
-    attempt, origin, not_before = 1, record.topic, None
-    try:
-        if not is_copy_for(headers, group):
-            return Verdict(kind=VerdictKind.SKIP, detail="retry copy of another consumer group")
-        not_before = not_before_of(headers)
-        attempt = attempt_of(headers)
-        origin = original_topic_of(headers, default=record.topic)
-    except MalformedHeaders as exc:
-        header_error = exc
+    delivery = delivery_of(record.headers, group, record.topic)
+    if not delivery.for_group:
+        return _SKIP_OTHER_GROUP
+    attempt, origin, not_before = delivery.attempt, delivery.origin, delivery.not_before
+    header_error = delivery.error
     if not_before is not None and not_before > now():
         return Verdict(kind=VerdictKind.WAIT, attempt=attempt, not_before=not_before,
                        detail=f"not before +{not_before - now():.3f}s: partition paused")
-    if any(b.state is BreakerState.OPEN for b in spec.depends_on):
+    if spec.depends_on and any(b.state is BreakerState.OPEN for b in spec.depends_on):
         names = ", ".join(b.name for b in spec.depends_on if b.state is BreakerState.OPEN)
         return Verdict(kind=VerdictKind.HOLD, attempt=attempt, detail=f"breaker open: {names}")
     if attempt_override is not None:
@@ -388,16 +391,24 @@ def process_record(
     except EnvelopeError as exc:
         result = exc
     else:
-        if not spec.accepts(event):
+        wanted = spec.event_type
+        if wanted is not None and event.event_type != wanted:
             return Verdict(kind=VerdictKind.SKIP, event=event,
                            detail=f"event type {event.event_type} not subscribed")
     if on_delivery is not None:
         on_delivery(event, attempt)
     if event is not None:
         try:
-            result = as_outcome(spec.handler(event))
+            returned = spec.handler(event)
         except Exception as exc:  # classified by the subscription's error classifier
             result = exc
+        else:
+            if returned is None or returned is OK:  # the happy path: no decision to make
+                return Verdict(VerdictKind.DECIDED, attempt, event, settled(attempt))
+            try:
+                result = as_outcome(returned)
+            except TypeError as exc:
+                result = exc
     decision = decide(spec.retry, attempt=attempt, result=result, classifier=spec.classifier,
                       topic=origin, now=now())
     return Verdict(kind=VerdictKind.DECIDED, attempt=attempt, event=event, decision=decision)

@@ -45,6 +45,7 @@ from offsetlab.bus.errors import ConfigError
 from offsetlab.bus.outcomes import Ok, Outcome, Reject, Retry
 
 __all__ = [
+    "settled",
     "Backoff",
     "InPlaceRetry",
     "MainTopicRetry",
@@ -236,6 +237,21 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}"
 
 
+_SETTLED: dict[int, Decision] = {}
+
+
+def settled(attempt: int) -> Decision:
+    """The (shared, immutable) decision to settle delivery number ``attempt``."""
+    decision = _SETTLED.get(attempt)
+    if decision is None:
+        if attempt < 1:
+            raise ValueError(f"attempt numbers start at 1, got {attempt}")
+        decision = Decision(action=Action.SETTLE, attempt=attempt)
+        if len(_SETTLED) < 64:
+            _SETTLED[attempt] = decision
+    return decision
+
+
 def decide(
     strategy: RetryStrategy,
     *,
@@ -253,9 +269,9 @@ def decide(
     """
     if attempt < 1:
         raise ValueError(f"attempt numbers start at 1, got {attempt}")
-    dlt = dead_letter_topic(topic, strategy.dead_letter_suffix)
     if isinstance(result, Ok):
-        return Decision(action=Action.SETTLE, attempt=attempt)
+        return settled(attempt)
+    dlt = dead_letter_topic(topic, strategy.dead_letter_suffix)
     if isinstance(result, Reject):
         return Decision(action=Action.DEAD_LETTER, attempt=attempt, target_topic=dlt,
                         reason=f"rejected: {result.reason}")
