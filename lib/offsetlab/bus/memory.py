@@ -1,13 +1,14 @@
 """The in-memory event bus: Kafka's semantics, no broker, driven by hand.
 
 It keeps what a broker would: per-topic logs split into partitions (keyed records go to
-``murmur2(key) % partitions``, like kafka-python's default partitioner; keyless records
-round-robin), consumer groups with committed positions (offset + 1 after each settled
-record), partitions assigned round-robin among a group's running subscriptions and
-reassigned (a rebalance) when one starts or stops. It executes the same
-:func:`~offsetlab.bus.retry.decide` verdicts as the Kafka bus, writes retry copies and
-dead letters with the same :mod:`~offsetlab.bus.headers`, and pauses subscriptions whose
-circuit breakers are open (forgetting pauses at a rebalance and re-pausing, like Kafka).
+``murmur2(key) % partitions``, like Kafka's default partitioner: :mod:`~offsetlab.bus.memory_log`;
+keyless records round-robin), consumer groups with committed positions (offset + 1 after
+each settled record), partitions assigned round-robin among a group's running subscriptions
+and reassigned (a rebalance) when one starts or stops. Its subscriptions
+(:mod:`~offsetlab.bus.memory_subscription`) carry out verdicts with the same
+:class:`~offsetlab.bus.core.SubscriptionCore` as the Kafka bus's, so they write retry copies
+and dead letters with the same :mod:`~offsetlab.bus.headers` and pause while circuit
+breakers are open (forgetting pauses at a rebalance and re-pausing, like Kafka).
 
 Nothing runs in the background. :meth:`InMemoryBus.drain` delivers every record that can
 be delivered *now*; :meth:`InMemoryBus.settle` also moves a :class:`ManualClock` forward to
