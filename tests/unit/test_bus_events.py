@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass, field
 from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
 from typing import Any, ClassVar
@@ -12,6 +13,7 @@ from typing import Any, ClassVar
 import pytest
 from offsetlab.bus import json_codec
 from offsetlab.bus.errors import ConfigError, MalformedEnvelope, UnknownEventType
+from offsetlab.bus.event_values import event_builder
 from offsetlab.bus.events import (
     CONTENT_TYPE,
     ENVELOPE_FIELDS,
@@ -354,3 +356,78 @@ def test_an_encoded_event_is_the_frozen_dataclass_value() -> None:
     assert enc == same and repr(enc) == repr(same) and hash(enc) == hash(same)
     with pytest.raises(dataclasses.FrozenInstanceError):
         enc.topic = "other"  # type: ignore[misc]
+
+
+@dataclass(frozen=True, kw_only=True)
+class WithDefaults(Event):
+    topic: ClassVar[str] = "defaults"
+    n: int
+    label: str = "x"
+    tags: tuple[str, ...] = ()
+    seen: list = field(default_factory=lambda: ["f"])
+
+
+@dataclass(frozen=True, kw_only=True)
+class Checked(Event):
+    topic: ClassVar[str] = "checked"
+    n: int
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.n < 0:
+            raise ValueError("n must be >= 0")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Slotted(Event):
+    topic: ClassVar[str] = "slotted"
+    n: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class WithInitVar(Event):
+    topic: ClassVar[str] = "initvar"
+    n: int
+    scale: InitVar[int] = 1
+
+    def __post_init__(self, scale: int) -> None:
+        super().__post_init__()
+
+
+_BUILT = [
+    (WithDefaults, True, {"n": 1}), (WithDefaults, True, {"n": 2, "label": "y", "seen": [1]}),
+    (OrderPlaced, True, {"order_id": "o", "amount": 1}),
+    (OrderPlaced, True, {"order_id": "o", "amount": 1, "tags": ("a",)}),
+    (Checked, False, {"n": 3}), (Slotted, False, {"n": 3}), (WithInitVar, False, {"n": 3}),
+]
+
+
+@pytest.mark.parametrize(("cls", "fast", "kwargs"), _BUILT,
+                         ids=[f"{c.__name__}-{i}" for i, (c, _, _) in enumerate(_BUILT)])
+def test_decoded_events_are_what_their_class_builds(cls: type[Event], fast: bool,
+                                                    kwargs: dict) -> None:
+    """Plain classes are built without their __init__ (event_builder); the others by it."""
+    assert (event_builder(cls, ("event_id", "occurred_at")) is not None) is fast
+    reg = EventRegistry([cls])
+    event = cls(**kwargs)
+    decoded = reg.decode(reg.encode(event).value)
+    again = reg.decode(reg.encode(event).value)
+    assert decoded == event and type(decoded) is cls
+    if fast:
+        assert list(vars(decoded).items()) == list(vars(event).items())  # same fields, order
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            decoded.n = 5  # type: ignore[attr-defined]
+    if cls is WithDefaults and "seen" not in kwargs:  # a factory runs per event, as in __init__
+        assert decoded.seen == ["f"] and decoded.seen is not again.seen
+
+
+def test_a_missing_field_or_failed_check_is_reported_as_the_class_says() -> None:
+    reg = EventRegistry([WithDefaults, Checked])
+    env = json.loads(reg.encode(WithDefaults(n=1)).value)
+    del env["payload"]["n"]
+    with pytest.raises(MalformedEnvelope, match="does not build the event.*'n'"):
+        reg.decode(json.dumps(env).encode())
+    env = json.loads(reg.encode(Checked(n=1)).value)
+    env["payload"]["n"] = -1
+    with pytest.raises(MalformedEnvelope, match="does not build the event: n must be >= 0"):
+        reg.decode(json.dumps(env).encode())

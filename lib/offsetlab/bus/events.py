@@ -49,13 +49,14 @@ import os
 import re
 import typing
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from offsetlab.bus import json_codec
 from offsetlab.bus.errors import ConfigError, MalformedEnvelope, UnknownEventType
+from offsetlab.bus.event_values import event_builder as _event_builder
 from offsetlab.bus.event_values import from_json_value as _from_json_value
 from offsetlab.bus.event_values import may_convert as _may_convert
 from offsetlab.bus.event_values import to_json_value as _to_json_value
@@ -207,13 +208,15 @@ def _conversions(cls: type[Event]) -> tuple[tuple[str, Any], ...]:
 
 class _DecodePlan:
     """What decoding needs of one class: its payload fields, and (worked out at the first
-    decode that gets that far, where a bad annotation has always raised) the conversions."""
+    decode that gets that far, where a bad annotation has always raised) the conversions
+    and how to build the event."""
 
-    __slots__ = ("own", "conversions")
+    __slots__ = ("own", "conversions", "build")
 
     def __init__(self, own: frozenset[str]) -> None:
         self.own = own
         self.conversions: tuple[tuple[str, Any], ...] | None = None
+        self.build: Callable[..., Any] | None = None
 
 
 class EventRegistry:
@@ -384,9 +387,10 @@ class EventRegistry:
         if not payload.keys() <= own:
             bad_keys = sorted(set(payload) - own)
             raise MalformedEnvelope(f"{event_type} payload has unknown fields {bad_keys}")
-        conversions = plan.conversions
+        conversions, build = plan.conversions, plan.build
         if conversions is None:
             conversions = plan.conversions = _conversions(cls)  # type: ignore[arg-type]
+            build = plan.build = _event_builder(cls, _METADATA_FIELDS) or cls
         try:
             kwargs = payload
             if conversions:
@@ -394,6 +398,10 @@ class EventRegistry:
                 for name, annotation in conversions:
                     if name in kwargs:
                         kwargs[name] = _from_json_value(kwargs[name], annotation)
+            if build is not cls:
+                event = build(event_id, occurred_at, kwargs)  # type: ignore[misc]
+                if event is not None:
+                    return event  # type: ignore[no-any-return]
             return cls(event_id=event_id, occurred_at=occurred_at, **kwargs)
         except (TypeError, ValueError) as exc:
             raise MalformedEnvelope(
