@@ -36,17 +36,20 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from offsetlab.bus.breaker import BreakerState
-from offsetlab.bus.errors import PublishError
+from offsetlab.bus.errors import EnvelopeError, PublishError
 from offsetlab.bus.events import Event, EventRegistry
-from offsetlab.bus.headers import SourceRecord, failure_headers
+from offsetlab.bus.headers import SourceRecord, delivery_of, failure_headers
 from offsetlab.bus.interface import (
     Activity,
     ActivityKind,
     Receipt,
     SubscriptionSpec,
+    Verdict,
     VerdictKind,
+    outcome_verdict,
     process_record,
 )
+from offsetlab.bus.outcomes import OK
 from offsetlab.bus.ports import CopyHandle, Headers
 from offsetlab.bus.retry import Action, Decision
 from offsetlab.bus.types import TopicPartition, tp_of
@@ -178,6 +181,12 @@ class SubscriptionCore:
         copies: list[_Copy] = []
         acted = 0
         settle, stopping = port.settle, port.stopping
+        # The happy path without listeners or breakers: a record without provenance headers
+        # is decoded, handled and settled here, by the same rules as process_record's
+        # (anything else goes through process_record).
+        fast = not listening and not spec.depends_on
+        decode, handler, wanted = registry.decode, spec.handler, spec.event_type
+        verdict: Verdict
         for record in records:
             # a plain (topic, partition) tuple finds TopicPartition keys (equal, same hash)
             key = (record.topic, record.partition)
@@ -186,14 +195,42 @@ class SubscriptionCore:
             if stopping():
                 break
             in_place = in_place_all.get(key) if in_place_all else None  # type: ignore[call-overload]
-            override = in_place[1] if in_place is not None and in_place[0] == record.offset else None
-            on_delivery = None
-            if listening:
-                def on_delivery(event: Event | None, attempt: int, _r: Any = record) -> None:
-                    report(ActivityKind.DELIVERED, spec=spec, record=_r, event=event,
-                           attempt=attempt)
-            verdict = process_record(spec, registry, record, now=now, group=group,
-                                     attempt_override=override, on_delivery=on_delivery)
+            delivery = delivery_of(record.headers, group, record.topic) if fast else None
+            if (delivery is not None and in_place is None and delivery.for_group
+                    and delivery.not_before is None and delivery.error is None):
+                try:
+                    event = decode(record.value)
+                except EnvelopeError:
+                    event = None
+                if event is not None:
+                    if wanted is not None and event.event_type != wanted:
+                        acted += 1
+                        settle(record)  # SKIP: another event type
+                        continue
+                    try:
+                        returned = handler(event)
+                    except Exception as exc:  # classified by the error classifier
+                        verdict = outcome_verdict(spec, event, delivery.attempt, delivery.origin,
+                                                  None, exc, now)
+                    else:
+                        if returned is None or returned is OK:
+                            acted += 1
+                            settle(record)
+                            continue
+                        verdict = outcome_verdict(spec, event, delivery.attempt,
+                                                  delivery.origin, returned, None, now)
+                else:
+                    verdict = process_record(spec, registry, record, now=now, group=group)
+            else:
+                override = (in_place[1] if in_place is not None and in_place[0] == record.offset
+                            else None)
+                on_delivery = None
+                if listening:
+                    def on_delivery(event: Event | None, attempt: int, _r: Any = record) -> None:
+                        report(ActivityKind.DELIVERED, spec=spec, record=_r, event=event,
+                               attempt=attempt)
+                verdict = process_record(spec, registry, record, now=now, group=group,
+                                         attempt_override=override, on_delivery=on_delivery)
             kind = verdict.kind
             if kind is VerdictKind.DECIDED:
                 acted += 1

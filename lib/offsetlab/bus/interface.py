@@ -397,18 +397,33 @@ def process_record(
                            detail=f"event type {event.event_type} not subscribed")
     if on_delivery is not None:
         on_delivery(event, attempt)
-    if event is not None:
+    if event is None:
+        return Verdict(kind=VerdictKind.DECIDED, attempt=attempt, event=None, decision=decide(
+            spec.retry, attempt=attempt, result=result, classifier=spec.classifier,
+            topic=origin, now=now()))
+    try:
+        returned = spec.handler(event)
+    except Exception as exc:  # classified by the subscription's error classifier
+        return outcome_verdict(spec, event, attempt, origin, None, exc, now)
+    return outcome_verdict(spec, event, attempt, origin, returned, None, now)
+
+
+def outcome_verdict(spec: SubscriptionSpec, event: Event, attempt: int, origin: str,
+                    returned: object, raised: Exception | None,
+                    now: Callable[[], float]) -> Verdict:
+    """The verdict after the handler ran on delivery ``attempt`` of ``event`` (first
+    consumed from ``origin``): it returned ``returned`` or raised ``raised``. The happy path
+    (``None``/``OK``) makes no decision: it is the shared settle decision."""
+    result: Outcome | BaseException
+    if raised is not None:
+        result = raised
+    elif returned is None or returned is OK:
+        return Verdict(VerdictKind.DECIDED, attempt, event, settled(attempt))
+    else:
         try:
-            returned = spec.handler(event)
-        except Exception as exc:  # classified by the subscription's error classifier
+            result = as_outcome(returned)
+        except TypeError as exc:
             result = exc
-        else:
-            if returned is None or returned is OK:  # the happy path: no decision to make
-                return Verdict(VerdictKind.DECIDED, attempt, event, settled(attempt))
-            try:
-                result = as_outcome(returned)
-            except TypeError as exc:
-                result = exc
     decision = decide(spec.retry, attempt=attempt, result=result, classifier=spec.classifier,
                       topic=origin, now=now())
     return Verdict(kind=VerdictKind.DECIDED, attempt=attempt, event=event, decision=decision)

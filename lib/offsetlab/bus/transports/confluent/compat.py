@@ -149,33 +149,14 @@ RecordMaker = Callable[[str, int, int, bytes | None, bytes | None,
 
 def record_maker() -> RecordMaker:
     """``make(topic, partition, offset, key, value, headers, timestamp, timestamp_type)``
-    returning a :class:`~offsetlab.bus.types.ConsumedRecord`.
-
-    ``ConsumedRecord`` is a frozen slotted dataclass whose ``__init__`` sets every field
-    through ``object.__setattr__``: 1.5 us per record here, most of the transport's cost per
-    consumed record. Filling the slots directly makes the same value in 0.5 us; a
-    ``ConsumedRecord`` without slots gets its constructor.
-    """
-    slots = getattr(ConsumedRecord, "__slots__", ())
-    fields = ("topic", "partition", "offset", "key", "value", "headers", "timestamp",
-              "timestamp_type")
-    if tuple(slots) != fields:
-        return ConsumedRecord
-    new = object.__new__
-    s0, s1, s2, s3, s4, s5, s6, s7 = (ConsumedRecord.__dict__[f].__set__ for f in fields)
+    returning a :class:`~offsetlab.bus.types.ConsumedRecord` (a named tuple, built with
+    ``tuple.__new__``: 0.2 us per record here against 0.5 us through its ``__new__``)."""
+    new = tuple.__new__
 
     def make(topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
              headers: Sequence[tuple[str, bytes | None]], timestamp: int,
              timestamp_type: int) -> ConsumedRecord:
-        r = new(ConsumedRecord)
-        s0(r, topic)
-        s1(r, partition)
-        s2(r, offset)
-        s3(r, key)
-        s4(r, value)
-        s5(r, headers)
-        s6(r, timestamp)
-        s7(r, timestamp_type)
-        return r
+        return new(ConsumedRecord, (topic, partition, offset, key, value, headers, timestamp,
+                                    timestamp_type))
 
     return make

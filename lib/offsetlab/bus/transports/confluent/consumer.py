@@ -34,7 +34,6 @@ from offsetlab.bus.transports.confluent.compat import (
     check_topics,
     error_of,
     generation_of,
-    record_maker,
 )
 from offsetlab.bus.transports.confluent.settings import CONSUMER, translate
 from offsetlab.bus.types import ConsumedRecord, Record, TopicPartition, sorted_partitions
@@ -50,7 +49,6 @@ DEFAULT_BOOTSTRAP_TIMEOUT_MS = 30_000
 ``bootstrap_timeout_ms`` default)."""
 
 # librdkafka's accessors are typed Optional; a consumed message has every field
-_make_record: Callable[..., ConsumedRecord] = record_maker()
 
 
 def consumer_config(config: RunnerConfig) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -176,7 +174,8 @@ class ConfluentConsumer:
 
     def _records(self, messages: list[Message]) -> list[Record]:
         out: list[Record] = []
-        append, make, pending = out.append, _make_record, self._pending_seeks
+        append, pending = out.append, self._pending_seeks
+        new, cls = tuple.__new__, ConsumedRecord  # compat.record_maker, inlined (per record)
         for m in messages:
             error = m.error()
             if error is not None:
@@ -185,8 +184,9 @@ class ConfluentConsumer:
             if pending and (m.topic(), m.partition()) in pending:
                 continue  # fetched before a seek that is still to be applied
             ts_type, ts = m.timestamp()
-            append(make(m.topic(), m.partition(), m.offset(), m.key(), m.value(),
-                        m.headers() or (), ts if ts_type else -1, 1 if ts_type == 2 else 0))
+            append(new(cls, (m.topic(), m.partition(), m.offset(), m.key(), m.value(),
+                             m.headers() or (), ts if ts_type else -1,
+                             1 if ts_type == 2 else 0)))
         return out
 
     def _message_error(self, error: KafkaError, message: Message) -> None:
