@@ -346,6 +346,29 @@ def test_the_cached_utc_text_is_isoformat() -> None:
         assert _utc_isoformat(at) == at.isoformat()
 
 
+@pytest.mark.parametrize("micro", [0, 1, 999_999, 123_456])
+def test_occurred_at_on_the_wire_is_isoformat_on_either_library(backend: str, micro: int) -> None:
+    from datetime import timedelta, timezone
+
+    for at in (datetime(2026, 11, 30, 9, 6, 17, micro, tzinfo=UTC),
+               datetime(999, 1, 2, 3, 4, 5, micro, tzinfo=UTC),
+               datetime(2026, 1, 1, 1, 0, 0, micro, tzinfo=timezone(timedelta(hours=1)))):
+        event = OrderPlaced(order_id="o-1", amount=2**63, occurred_at=at)
+        text = json.loads(REG.encode(event).value)["occurred_at"]
+        assert text == at.astimezone(UTC).isoformat()
+        assert REG.decode(REG.encode(event).value) == event
+
+
+def test_encode_record_is_what_encode_gives() -> None:
+    event = OrderPlaced(order_id="o-1", amount=5, tags=("a",))
+    enc = REG.encode(event)
+    assert REG.encode_record(event) == (enc.topic, enc.value, enc.key, enc.headers)
+    prefixed = EventRegistry([OrderPlaced], topic_prefix="p.")
+    assert prefixed.encode_record(event)[0] == "p.orders"
+    prefixed.topic_prefix = "q."
+    assert prefixed.encode_record(event)[0] == "q.orders"
+
+
 def test_an_encoded_event_is_the_frozen_dataclass_value() -> None:
     import dataclasses
 

@@ -24,12 +24,12 @@ import json
 import os
 from typing import Any
 
-__all__ = ["dumps", "loads", "plain", "backend", "JSONDecodeError"]
+__all__ = ["dumps", "dumps_plain", "loads", "plain", "backend", "JSONDecodeError"]
 
 JSONDecodeError = json.JSONDecodeError
 
 _stdlib_encode = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
-_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what orjson writes as integers
+_INT_MIN, _INT_MAX = INT_RANGE = -(2**63), 2**64 - 1  # what orjson writes as integers
 _FLOAT_MIN = 1e-4  # below this (but 0) Python prints 1e-05 where orjson prints 0.00001
 _INF = float("inf")
 _MAX_DEPTH = 32  # deeper (or circular) values are left to json
@@ -98,6 +98,22 @@ def dumps(obj: Any, *, is_plain: bool = False) -> bytes:
                 if data.isascii() and b"\x7f" not in data:
                     return data
     return _stdlib_encode(obj).encode()
+
+
+def dumps_plain(obj: Any) -> bytes | None:
+    """:func:`dumps` of a plain value (:func:`plain`) that may also hold aware UTC
+    ``datetime`` objects (``tzinfo`` exactly ``datetime.UTC``, written as their
+    ``isoformat()`` text, which orjson writes alike), written by orjson; ``None`` when
+    orjson is off or refuses, or its bytes are not the standard library's (then format the
+    datetimes and call :func:`dumps`)."""
+    fast = _fast if _fast is not _UNSET else _orjson()
+    if fast is None:
+        return None
+    try:
+        data: bytes = fast.dumps(obj, option=fast.OPT_SORT_KEYS)
+    except TypeError:
+        return None
+    return data if data.isascii() and b"\x7f" not in data else None
 
 
 def loads(data: bytes) -> Any:
