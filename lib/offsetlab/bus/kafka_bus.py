@@ -85,17 +85,16 @@ class KafkaBus(EventBus):
     def publish(self, event: Event) -> Receipt:
         """Publish one event; return once the broker acknowledged it, else ``PublishError``."""
         self._check_open("publish")
-        encoded = self.registry.encode(event)
+        topic, value, key, headers = self.registry.encode_record(event)
         try:
-            receipt = self._producers.publish(encoded.topic, encoded.value, encoded.key,
-                                              encoded.headers)
+            receipt = self._producers.publish(topic, value, key, headers)
         except Exception as exc:
-            self._report(ActivityKind.PUBLISH_FAILED, topic=encoded.topic, key=encoded.key,
-                         event=event, detail=str(exc))
+            self._report(ActivityKind.PUBLISH_FAILED, topic=topic, key=key, event=event,
+                         detail=str(exc))
             raise
         if self.listening:
             self._report(ActivityKind.PUBLISHED, topic=receipt.topic, partition=receipt.partition,
-                         offset=receipt.offset, key=encoded.key, event=event)
+                         offset=receipt.offset, key=key, event=event)
         return receipt
 
     def publish_many(self, events: Iterable[Event]) -> list[Receipt]:
@@ -106,14 +105,15 @@ class KafkaBus(EventBus):
         before it were acknowledged; later ones may or may not have been written).
         """
         self._check_open("publish_many")
-        events = list(events)
-        encoded = [self.registry.encode(e) for e in events]
-        receipts = self._producers.publish_many(
-            [(e.topic, e.value, e.key, e.headers) for e in encoded])
+        if type(events) is not list:
+            events = list(events)
+        encode = self.registry.encode_record
+        records = [encode(e) for e in events]
+        receipts = self._producers.publish_many(records)
         if self.listening:
-            for event, enc, receipt in zip(events, encoded, receipts, strict=True):
+            for event, record, receipt in zip(events, records, receipts, strict=True):
                 self._report(ActivityKind.PUBLISHED, topic=receipt.topic,
-                             partition=receipt.partition, offset=receipt.offset, key=enc.key,
+                             partition=receipt.partition, offset=receipt.offset, key=record[2],
                              event=event)
         return receipts
 
