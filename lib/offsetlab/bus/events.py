@@ -162,16 +162,10 @@ class EncodedEvent:
 def _new_encoded(topic: str, key: bytes | None, value: bytes,
                  headers: tuple[tuple[str, bytes], ...], event_type: str,
                  event_id: str) -> EncodedEvent:
-    """``EncodedEvent(...)`` without the frozen dataclass's ``__init__`` (six
-    ``object.__setattr__`` calls): the same value in 0.36 us instead of 0.69 us here."""
+    """``EncodedEvent(...)`` without the frozen ``__init__``: 0.36 instead of 0.69 us."""
     encoded = _object_new(EncodedEvent)
-    d = encoded.__dict__
-    d["topic"] = topic
-    d["key"] = key
-    d["value"] = value
-    d["headers"] = headers
-    d["event_type"] = event_type
-    d["event_id"] = event_id
+    encoded.__dict__.update(topic=topic, key=key, value=value, headers=headers,
+                            event_type=event_type, event_id=event_id)
     return encoded
 
 
@@ -351,6 +345,12 @@ class EventRegistry:
                 f"cannot encode {cls.__qualname__}: payload is not JSON-serializable ({exc}); "
                 "use str/int/float/bool/None, tuples, dicts or datetime fields"
             ) from exc
+
+    def check_encodable(self, classes: Iterable[type[Event]]) -> None:
+        """``UnknownEventType`` (as :meth:`encode` raises it) if a class is not registered."""
+        for cls in classes:
+            if cls not in self._encoding:
+                self._encode_plan(cls)
 
     def _encode_plan(self, cls: type[Event]) -> tuple[Any, ...]:
         """What encoding needs of a registered class, kept per class (and topic prefix):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
+from itertools import islice
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -298,12 +299,14 @@ class Producers:
         deadline = Deadline(self.timeouts[PUBLISH])
         producer = self.producer(PUBLISH)
         total = len(records)
-        sent: list[Delivery] = []
+        sent: list[tuple[str, Delivery]] = []
         append, produce, poll, new = sent.append, producer.produce, producer.poll, Delivery
-        # in slices, with a poll(0) between (callbacks served as they come), without a
-        # counter per record
-        for start in range(0, total, _OPPORTUNISTIC_POLL_EVERY):
-            for topic, value, key, headers in records[start:start + _OPPORTUNISTIC_POLL_EVERY]:
+        # read once (the bus's records are encoded as they are read), in slices with a
+        # poll(0) between (callbacks served as they come) instead of a count per record
+        todo = iter(records)
+        while True:
+            before = len(sent)
+            for topic, value, key, headers in islice(todo, _OPPORTUNISTIC_POLL_EVERY):
                 delivery = new()
                 try:
                     produce(topic, value, key, on_delivery=delivery,
@@ -318,14 +321,16 @@ class Producers:
                 except KafkaException as exc:
                     raise self._error(PUBLISH, topic, exc,
                                       sent=f"; record {len(sent)} of {total}") from exc
-                append(delivery)
+                append((topic, delivery))
             poll(0)
+            if len(sent) - before < _OPPORTUNISTIC_POLL_EVERY:
+                break
         receipts: list[Receipt] = []
         done = receipts.append
-        for i, delivery in enumerate(sent):
+        for i, (topic, delivery) in enumerate(sent):
             if delivery.offset is None or delivery.error is not None:
-                self._check(producer, records[i][0], delivery, deadline, i, total)
-            done(_new_receipt(records[i][0], delivery.partition, delivery.offset))  # type: ignore[arg-type]
+                self._check(producer, topic, delivery, deadline, i, len(sent))
+            done(_new_receipt(topic, delivery.partition, delivery.offset))  # type: ignore[arg-type]
         return receipts
 
     def _check(self, producer: Producer, topic: str, delivery: Delivery, deadline: Deadline,
