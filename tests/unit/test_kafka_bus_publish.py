@@ -85,9 +85,12 @@ def test_an_unregistered_class_is_refused_before_anything_is_sent() -> None:
     bus.close()
 
 
-def test_an_unencodable_payload_raises_where_it_is() -> None:
-    bus, fake, _ = _bus()
+@pytest.mark.parametrize("keep_activity", [False, True])
+def test_an_unencodable_payload_raises_before_anything_is_sent(keep_activity: bool) -> None:
+    bus, fake, _ = _bus(keep_activity=keep_activity)
     with pytest.raises(MalformedEnvelope, match="not JSON-serializable"):
         bus.publish_many([Placed(n=1), Placed(n=2, extra=object())])
-    assert [r[2] for r in fake.sent] == [b"k1"]  # encoded as sent: the one before went
+    assert fake.sent == [] and fake.calls == 0
+    bus.publish_many([Placed(n=3)])
+    assert [r[2] for r in fake.sent] == [b"k3"]
     bus.close()
