@@ -21,6 +21,9 @@ transport it runs on (a test checks it; the in-memory bus needs no client at all
   owns one group member, with a *crash policy* (:class:`CrashPolicy`) and typed lifecycle
   events.
 * Errors: one root, :class:`BusError`; the tree is drawn in :mod:`offsetlab.bus.errors`.
+* For tests: :mod:`offsetlab.bus.testing` (drivers that run a bus to quiet, readers of a
+  topic, a group's committed offsets and a topic's end offsets) and
+  :mod:`offsetlab.bus.deadline` (one deadline and wait helper).
 """
 
 from __future__ import annotations
