@@ -64,7 +64,7 @@ __all__ = [
     "Activity",
     "ActivityKind",
     "ActivityListener",
-    "ConsumedRecord",
+    "DeliveredRecord",
     "Verdict",
     "VerdictKind",
     "process_record",
@@ -304,9 +304,11 @@ class EventBus(abc.ABC):
 # -- the per-record rule book ----------------------------------------------------------
 
 
-class ConsumedRecord(Protocol):
-    """What :func:`process_record` reads from a record (kafka-python's ConsumerRecord and
-    the in-memory bus's StoredRecord both fit)."""
+class DeliveredRecord(Protocol):
+    """What :func:`process_record` reads from a record: the slice of
+    :class:`~offsetlab.bus.types.Record` the rules need (kafka-python's ``ConsumerRecord``,
+    the confluent-kafka transport's ``ConsumedRecord`` and the in-memory bus's
+    ``StoredRecord`` all fit)."""
 
     @property
     def topic(self) -> str: ...
@@ -353,7 +355,7 @@ _SKIP_OTHER_GROUP = Verdict(kind=VerdictKind.SKIP, detail="retry copy of another
 def process_record(
     spec: SubscriptionSpec,
     registry: EventRegistry,
-    record: ConsumedRecord,
+    record: DeliveredRecord,
     *,
     now: Callable[[], float],
     group: str | None = None,
