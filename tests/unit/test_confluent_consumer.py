@@ -99,6 +99,9 @@ def test_records_are_consumed_records_and_one_record_does_not_wait_for_a_full_ba
         ConsumedRecord("t", 0, 2, b"k", b"v", (), 1_700_000_000_000, 0),
         ConsumedRecord("t", 1, 0, b"k", b"v", (), -1, 0),
     ]
+    assert all(type(r) is ConsumedRecord for r in records)
+    with pytest.raises(AttributeError):
+        records[0].offset = 6  # type: ignore[misc]  # still frozen
     fake.calls.clear()
     fake.queue = [msg(0, 3)]
     client._batch = 1

@@ -18,7 +18,6 @@ from offsetlab.bus.transports import get
 from offsetlab.bus.transports.confluent import compat, settings
 from offsetlab.bus.transports.confluent.consumer import ConfluentConsumer, consumer_config
 from offsetlab.bus.transports.confluent.producer import Producers, producer_config
-from offsetlab.bus.types import ConsumedRecord
 
 CLIENT = "confluent-kafka"
 
@@ -202,15 +201,20 @@ def test_every_listed_property_is_one_the_installed_librdkafka_knows() -> None:
     assert set(settings.ALIASES) | set(settings.ALIASES.values()) <= set(names)
 
 
-def test_transport_retriable_and_the_topic_name_check() -> None:
+def test_the_classifier_reads_confluents_retriable_flag_and_the_topic_name_check() -> None:
     from confluent_kafka import KafkaError, KafkaException
+    from offsetlab.bus.classify import Classification, ErrorClassifier, _client_retriable
 
     transport = get(CLIENT)
     assert transport.name == CLIENT
-    assert transport.retriable(KafkaException(KafkaError(KafkaError._TIMED_OUT,
-                                                         retriable=True))) is True
-    assert transport.retriable(KafkaException(KafkaError(KafkaError.TOPIC_EXCEPTION))) is False
-    assert transport.retriable(ValueError("x")) is None
+    # the client's flag decides, not the classifier's default for unknown errors
+    timed_out = KafkaException(KafkaError(KafkaError._TIMED_OUT, retriable=True))
+    assert ErrorClassifier(unknown=Classification.FATAL).classify(timed_out) \
+        is Classification.RETRIABLE
+    topic_error = KafkaException(KafkaError(KafkaError.TOPIC_EXCEPTION))
+    assert ErrorClassifier(unknown=Classification.RETRIABLE).classify(topic_error) \
+        is Classification.FATAL
+    assert _client_retriable(ValueError, ValueError("x")) is None
     compat.check_topics(["a.b_c-1", "x" * 249])
     for bad in ("not a valid topic!", "", ".", "..", "x" * 250):
         with pytest.raises(ValueError, match="not a valid topic name"):
@@ -225,15 +229,6 @@ def test_generation_is_read_from_the_serialized_group_metadata() -> None:
     assert compat.generation_of(b"CGMDv2:\xff\xff\xff\xffg\x00\x00\x01") == -1
     assert compat.generation_of(b"something else") == -1
     assert compat.generation_of(object()) == -1
-
-
-def test_record_maker_builds_the_same_consumed_record() -> None:
-    make = compat.record_maker()
-    args = ("t", 1, 5, b"k", b"v", [("h", b"1")], 1_700_000_000_000, 1)
-    record = make(*args)
-    assert type(record) is ConsumedRecord and record == ConsumedRecord(*args)
-    with pytest.raises(AttributeError):
-        record.offset = 6  # type: ignore[misc]  # still frozen
 
 
 class FakeConsumer:

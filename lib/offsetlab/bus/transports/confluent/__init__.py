@@ -13,8 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
-
 from offsetlab.bus.config import RUNNER_OWNED_KEYS, RunnerConfig
 from offsetlab.bus.transports.confluent.admin import Admin
 from offsetlab.bus.transports.confluent.consumer import ConfluentConsumer
@@ -62,12 +60,6 @@ class ConfluentTransport:
               client_settings: Mapping[str, Any], timeout_s: float) -> Admin:
         return Admin(bootstrap_servers=bootstrap_servers, client_id=client_id,
                      client_settings=client_settings, timeout_s=timeout_s)
-
-    def retriable(self, error: BaseException) -> bool | None:
-        if isinstance(error, KafkaException):
-            inner = error.args[0] if error.args else None
-            return bool(inner.retriable()) if isinstance(inner, KafkaError) else False
-        return None
 
 
 TRANSPORT = ConfluentTransport()

@@ -57,19 +57,19 @@ from __future__ import annotations
 import logging
 import re
 import struct
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
 from confluent_kafka import KafkaError
 from confluent_kafka import TopicPartition as ConfluentTopicPartition
 
-from offsetlab.bus.types import ConsumedRecord, TopicPartition
+from offsetlab.bus.types import TopicPartition
 
 __all__ = [
-    "to_confluent", "from_confluent", "generation_of", "check_topics", "record_maker",
+    "to_confluent", "from_confluent", "generation_of", "check_topics",
     "REBALANCE_COMMIT_CODES", "CONSUMER_FATAL_CODES", "SEEK_NOT_READY", "QUIET_ERRORS",
-    "PRODUCER_DEFAULTS", "ADMIN_DEFAULTS", "LIBRDKAFKA_LOGGER", "error_of", "RecordMaker",
+    "PRODUCER_DEFAULTS", "ADMIN_DEFAULTS", "LIBRDKAFKA_LOGGER", "error_of",
 ]
 
 LIBRDKAFKA_LOGGER = logging.getLogger("offsetlab.bus.transports.confluent.librdkafka")
@@ -141,22 +141,3 @@ def error_of(exc: BaseException) -> KafkaError | None:
     """The ``KafkaError`` inside a confluent-kafka ``KafkaException`` (``None`` otherwise)."""
     error = exc.args[0] if exc.args else None
     return error if isinstance(error, KafkaError) else None
-
-
-RecordMaker = Callable[[str, int, int, bytes | None, bytes | None,
-                        Sequence[tuple[str, bytes | None]], int, int], ConsumedRecord]
-
-
-def record_maker() -> RecordMaker:
-    """``make(topic, partition, offset, key, value, headers, timestamp, timestamp_type)``
-    returning a :class:`~offsetlab.bus.types.ConsumedRecord` (a named tuple, built with
-    ``tuple.__new__``: 0.2 us per record here against 0.5 us through its ``__new__``)."""
-    new = tuple.__new__
-
-    def make(topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
-             headers: Sequence[tuple[str, bytes | None]], timestamp: int,
-             timestamp_type: int) -> ConsumedRecord:
-        return new(ConsumedRecord, (topic, partition, offset, key, value, headers, timestamp,
-                                    timestamp_type))
-
-    return make

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import kafka.errors as kafka_errors
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 from offsetlab.bus.config import RUNNER_OWNED_KEYS, RunnerConfig
@@ -92,11 +91,6 @@ class KafkaPythonTransport:
               client_settings: Mapping[str, Any], timeout_s: float) -> Admin:
         return Admin(bootstrap_servers=bootstrap_servers, client_id=client_id,
                      client_settings=client_settings, timeout_s=timeout_s)
-
-    def retriable(self, error: BaseException) -> bool | None:
-        if isinstance(error, kafka_errors.KafkaError):
-            return bool(error.retriable)
-        return None
 
 
 TRANSPORT = KafkaPythonTransport()
