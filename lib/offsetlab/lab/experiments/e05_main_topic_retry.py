@@ -7,30 +7,12 @@ where it left off" -- except that on restart it read the message *before* the fa
 commented out, the consumer read the topic to the end and went quiet: the failed message was
 gone.
 
-:func:`run_fail03` replays that with one raw ``KafkaConsumer`` loop (one partition, keyed
-messages ``seq`` 0..n-1, the seed's "message 3" is ``seq`` 2) and a handler whose
-dependency fails the first ``failing[seq]`` deliveries of a message (``None``: always).
-Knobs, one per thing the seed tried:
-
-- ``reproduce``: on a failure, produce a copy to the same topic with a ``retry-count``
-  header (the seed's fail03) -- or not (the seed's commented-out version);
-- ``commit``: ``"offset+1"`` (the next record to read: right) or ``"offset"`` (the record
-  just processed: the seed's first attempt);
-- ``on_exhausted`` after ``max_retries`` retries: ``"dead-letter"`` (copy to ``<topic>-dlt``,
-  commit, go on) or ``"crash"`` (the seed: raise, close without committing, build a new
-  consumer in the same group, resume from the committed position; at most ``max_restarts``).
-
-Each consumer *assigns* itself the partition and commits under the run's group id (a restarted
-consumer reads the group's committed position, as the seed's did), without group membership:
-kafka-python 3.0.12 sometimes rebalances a fresh single-member group right after its first
-join, and a commit failed by that rebalance would make runs differ. Membership over time is
-E01's and E07's subject.
-
-Everything is recorded on a :class:`~offsetlab.lab.timeline.Timeline` (lanes ``producer``
-and ``consumer#N`` per incarnation) and as one row per delivery; the committed position is
-read back from the broker at the end. :func:`attempts`, :func:`processing_order` and
-:func:`outcome` turn a :class:`Fail03Run` into findings. :func:`run_variants` runs several
-variants at once (own topic and group each) to keep the notebook fast.
+:func:`run_fail03` replays that with one raw ``KafkaConsumer`` loop whose knobs are the
+things the seed tried (re-produce or not, commit ``offset`` or ``offset + 1``, dead-letter or
+crash after ``max_retries``); :mod:`~offsetlab.lab.experiments.e05_raw` describes the run,
+why each consumer assigns itself the partition, and what is recorded. :func:`attempts`,
+:func:`processing_order` and :func:`outcome` turn a :class:`Fail03Run` into findings;
+:func:`run_variants` runs several variants at once (own topic and group each).
 
 :func:`run_fail03_bus` asks the same of the adapter: ``KafkaBus`` with a retry strategy
 (``MainTopicRetry``: the seed's idea done by the bus -- copy with an ``offsetlab-attempt``
