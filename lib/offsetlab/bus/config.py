@@ -17,7 +17,8 @@ from typing import Any
 
 from offsetlab.bus.errors import ConfigError
 
-__all__ = ["CrashPolicy", "RunnerConfig", "RUNNER_OWNED_KEYS", "checked_bootstrap_servers"]
+__all__ = ["CrashPolicy", "RunnerConfig", "RUNNER_OWNED_KEYS", "checked_bootstrap_servers",
+           "servers_text"]
 
 RUNNER_OWNED_KEYS: frozenset[str] = frozenset(
     {"bootstrap_servers", "group_id", "client_id", "enable_auto_commit", "consumer_timeout_ms"}
@@ -42,6 +43,12 @@ def checked_bootstrap_servers(servers: Any, owner: str) -> str | tuple[str, ...]
             f"got {checked!r}; pass e.g. broker.bootstrap_servers"
         )
     return checked
+
+
+def servers_text(servers: str | tuple[str, ...]) -> str:
+    """Checked bootstrap servers as one ``"host:port,host:port"`` string (librdkafka's
+    ``bootstrap.servers``, and how errors name them)."""
+    return servers if isinstance(servers, str) else ",".join(servers)
 
 
 @dataclass(frozen=True, kw_only=True)

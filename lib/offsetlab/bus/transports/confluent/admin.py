@@ -15,6 +15,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from offsetlab.bus.config import servers_text
 from offsetlab.bus.deadline import Deadline, wait_until
 from offsetlab.bus.errors import BusStateError
 from offsetlab.bus.transports.confluent.compat import ADMIN_DEFAULTS, LIBRDKAFKA_LOGGER, error_of
@@ -32,8 +33,7 @@ class Admin:
         self.timeout_s = timeout_s
         conf, _options = translate(client_settings, ADMIN)
         conf.update(ADMIN_DEFAULTS)
-        conf["bootstrap.servers"] = (bootstrap_servers if isinstance(bootstrap_servers, str)
-                                     else ",".join(bootstrap_servers))
+        conf["bootstrap.servers"] = servers_text(bootstrap_servers)
         conf["client.id"] = client_id
         conf.setdefault("logger", LIBRDKAFKA_LOGGER)
         self.config = conf

@@ -23,7 +23,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from confluent_kafka import TopicPartition as ConfluentTopicPartition
 
-from offsetlab.bus.config import RunnerConfig
+from offsetlab.bus.config import RunnerConfig, servers_text
 from offsetlab.bus.ports import CommitRebalanced, RebalanceListener
 from offsetlab.bus.transports.confluent.compat import (
     CONSUMER_FATAL_CODES,
@@ -54,9 +54,8 @@ DEFAULT_BOOTSTRAP_TIMEOUT_MS = 30_000
 def consumer_config(config: RunnerConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(librdkafka settings, transport options)`` of a runner's consumer."""
     conf, options = translate(config.consumer_settings, CONSUMER)
-    servers = config.bootstrap_servers
     conf.update({
-        "bootstrap.servers": servers if isinstance(servers, str) else ",".join(servers),
+        "bootstrap.servers": servers_text(config.bootstrap_servers),
         "group.id": config.group_id,
         "client.id": config.name,
         "enable.auto.commit": False,

@@ -33,6 +33,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from offsetlab.bus.config import servers_text
 from offsetlab.bus.deadline import Deadline
 from offsetlab.bus.errors import BusStateError, ConfigError, PublishError
 from offsetlab.bus.interface import Receipt
@@ -159,8 +160,7 @@ def producer_config(
             conf.pop(key, None)
             conf[key] = value
         options.update(more_options)
-    servers = bootstrap_servers
-    conf["bootstrap.servers"] = servers if isinstance(servers, str) else ",".join(servers)
+    conf["bootstrap.servers"] = servers_text(bootstrap_servers)
     conf["client.id"] = client_id
     conf.setdefault("logger", LIBRDKAFKA_LOGGER)
     return conf, options
@@ -211,8 +211,7 @@ class Producers:
         return dict(self._config[kind][0])
 
     def _servers(self) -> str:
-        servers = self.bootstrap_servers
-        return servers if isinstance(servers, str) else ",".join(servers)
+        return servers_text(self.bootstrap_servers)
 
     def producer(self, kind: str) -> Producer:
         """The ``kind`` producer, built on first use; ``PublishError`` if it cannot connect."""

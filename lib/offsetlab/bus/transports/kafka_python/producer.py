@@ -36,6 +36,7 @@ import kafka.errors as kafka_errors
 from kafka import KafkaProducer
 from kafka.producer.future import FutureRecordMetadata
 
+from offsetlab.bus.config import servers_text
 from offsetlab.bus.deadline import Deadline
 from offsetlab.bus.errors import BusStateError, ConfigError, PublishError
 from offsetlab.bus.interface import Receipt
@@ -124,8 +125,7 @@ class Producers:
         return dict(self._kwargs[kind])
 
     def _servers(self) -> str:
-        servers = self.bootstrap_servers
-        return servers if isinstance(servers, str) else ",".join(servers)
+        return servers_text(self.bootstrap_servers)
 
     def producer(self, kind: str) -> KafkaProducer:
         """The ``kind`` producer, built on first use; ``PublishError`` if it cannot connect."""
