@@ -4,8 +4,6 @@ notebook breaks a test here), and NotebookSession.finding/answer's files."""
 
 from __future__ import annotations
 
-import ast
-import importlib
 import json
 import re
 from pathlib import Path
@@ -15,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from offsetlab.lab.answers import QUESTIONS, answer_for, experiment_label, jsonable
+from offsetlab.lab.findings import all_finders, finder_for_name
 from offsetlab.lab.notebook import NotebookSession
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -365,45 +364,6 @@ def _findings_cells(stem: str) -> tuple[list[str], str]:
     return cells, "\n".join(code)
 
 
-def _finding_names(tree: ast.AST) -> list[ast.expr]:
-    """The name expressions of findings: ``lab.finding(<name>, ...)``'s first argument and
-    ``out[<name>] = ...``'s key (the experiment modules' ``findings()``)."""
-    names: list[ast.expr] = []
-    for node in ast.walk(tree):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "finding" and node.args):
-            names.append(node.args[0])
-        elif isinstance(node, ast.Assign):
-            names += [t.slice for t in node.targets if isinstance(t, ast.Subscript)]
-    return names
-
-
-def _names_in(source: str) -> tuple[set[str], list[re.Pattern[str]], set[str]]:
-    """Finding names: literals, f-strings as patterns, and f-strings as ``{}`` templates."""
-    literals, patterns, templates = set(), [], set()
-    for node in _finding_names(ast.parse(source)):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            literals.add(node.value)
-        elif isinstance(node, ast.JoinedStr):
-            parts = [(v.value if isinstance(v, ast.Constant) else None) for v in node.values]
-            patterns.append(re.compile("".join(re.escape(p) if p is not None else ".+"
-                                               for p in parts) + r"\Z"))
-            templates.add("".join(p if p is not None else "{}" for p in parts))
-    return literals, patterns, templates
-
-
-def _findings_source(stem: str) -> str:
-    """The findings cells, plus the experiment module whose ``findings()`` they call."""
-    cells, code = _findings_cells(stem)
-    sources = list(cells)
-    for alias in set(re.findall(r"\b(\w+)\.findings\(", "\n".join(cells))):
-        module = re.search(rf"from offsetlab\.lab\.experiments import (\w+) as {alias}\b", code)
-        assert module, f"{stem}: {alias}.findings() comes from no experiment module"
-        mod = importlib.import_module(f"offsetlab.lab.experiments.{module.group(1)}")
-        sources.append(Path(mod.__file__).read_text())
-    return "\n".join(sources)
-
-
 def test_notebooks_01_to_08_are_the_experiments_with_questions() -> None:
     assert sorted(NOTEBOOKS) == sorted(QUESTIONS)
 
@@ -419,14 +379,15 @@ def test_the_last_findings_cell_ends_with_lab_answer(stem: str) -> None:
 
 
 @pytest.mark.parametrize("stem", sorted(QUESTIONS))
-def test_every_finding_an_answer_rests_on_is_recorded_by_its_notebook(stem: str) -> None:
-    literals, patterns, templates = _names_in(_findings_source(stem))
+def test_every_finding_an_answer_rests_on_is_made_by_a_finder(stem: str) -> None:
+    """A ``{}`` name is a finder's template as it stands; a literal name matches one."""
+    finders = all_finders()
+    templates = {t for f in finders for t in f.templates}
     for name in QUESTIONS[stem].rests_on:
         if "{}" in name:
-            assert name in templates, f"{stem}: no f-string {name!r} in its findings cells"
+            assert name in templates, f"{stem}: no finder makes {name!r}"
         else:
-            assert name in literals or any(p.match(name) for p in patterns), (
-                f"{stem}: {name!r} is recorded by no finding (renamed?)")
+            assert finder_for_name(name, finders), f"{stem}: no finder makes {name!r} (renamed?)"
 
 
 def test_e02_answer_names_a_client_and_scenario_the_matrix_has() -> None:
@@ -450,10 +411,10 @@ def session(tmp_path: Path) -> NotebookSession:
 
 def test_finding_prints_name_value_only_and_keeps_rule_and_measured_apart(
         session: NotebookSession, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    session.finding("raw, commit past the failure: messages lost > 0", np.bool_(True))
-    session.finding("tried >= 3 times", np.int64(5) >= 3, rule="attempts >= 3",
+    session.record("raw, commit past the failure: messages lost > 0", np.bool_(True))
+    session.record("tried >= 3 times", np.int64(5) >= 3, rule="attempts >= 3",
                     measured=np.int64(5))
-    session.finding("spread", True, measured={"values": [0.5, np.float64(1.5)], "unit": "s"})
+    session.record("spread", True, measured={"values": [0.5, np.float64(1.5)], "unit": "s"})
     assert capsys.readouterr().out == ("raw, commit past the failure: messages lost > 0: True\n"
                                        "tried >= 3 times: True\nspread: True\n")
     assert json.loads((tmp_path / "findings.json").read_text()) == {
@@ -462,16 +423,16 @@ def test_finding_prints_name_value_only_and_keeps_rule_and_measured_apart(
     assert list(json.loads((tmp_path / "findings.json").read_text()))[0].startswith("raw"), \
         "in the order they were made"
     assert json.loads((tmp_path / "findings_detail.json").read_text()) == {
-        "tried >= 3 times": {"rule": "attempts >= 3", "measured": 5},
-        "spread": {"rule": None, "measured": {"values": [0.5, 1.5], "unit": "s"}}}
-    session.finding("spread", False)  # made again without detail: its old detail goes
+        "tried >= 3 times": {"rule": "attempts >= 3", "measured": 5, "by": None},
+        "spread": {"rule": None, "measured": {"values": [0.5, 1.5], "unit": "s"}, "by": None}}
+    session.record("spread", False)  # made again without detail: its old detail goes
     assert "spread" not in json.loads((tmp_path / "findings_detail.json").read_text())
 
 
 def test_answer_prints_one_line_and_saves_answer_json(
         session: NotebookSession, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for name, value in TYPICAL["03_batch_failure"].items():
-        session.finding(name, value)
+        session.record(name, value)
     capsys.readouterr()
     assert session.answer() is None
     assert capsys.readouterr().out == f"answer: {EXPECTED['03_batch_failure']}\n"

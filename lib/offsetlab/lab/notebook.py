@@ -17,13 +17,14 @@ import atexit
 import json
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 from offsetlab.brokers import BrokerHandle, Capability, start_broker
 
+from .findings import Finding, spread
 from .paths import output_dir
 
 log = logging.getLogger(__name__)
@@ -108,8 +109,17 @@ class NotebookSession:
             yield broker
 
     # -- results -------------------------------------------------------------------------
-    def finding(self, name: str, value: Any, *, rule: str | None = None,
-                measured: Any = None) -> None:
+    def finding(self, found: Finding | Sequence[Finding]) -> None:
+        """Print and save the findings a finder (:mod:`offsetlab.lab.findings`) returned, in
+        order; see :meth:`record`."""
+        for f in [found] if isinstance(found, Finding) else found:
+            if not isinstance(f, Finding) or not f.by:
+                raise TypeError(f"not a finder's Finding: {f!r} (compute findings with a "
+                                f"@finder function in lib/, see offsetlab.lab.findings)")
+            self.record(f.name, f.value, rule=f.rule, measured=f.measured, by=f.by)
+
+    def record(self, name: str, value: Any, *, rule: str | None = None,
+               measured: Any = None, by: str | None = None) -> None:
         """Print and save one deterministic finding (bool, count, sorted list, class name).
 
         The printed line is ``name: value`` and nothing else (nbval compares it);
@@ -125,12 +135,12 @@ class NotebookSession:
         print(f"{name}: {value}")
         (self.out / "findings.json").write_text(json.dumps(jsonable(self.findings), indent=2) + "\n")
         details = self.finding_details
-        if rule is None and measured is None and name not in details:
+        if rule is None and measured is None and by is None and name not in details:
             return
-        if rule is None and measured is None:
+        if rule is None and measured is None and by is None:
             del details[name]
         else:
-            details[name] = {"rule": rule, "measured": jsonable(measured)}
+            details[name] = {"rule": rule, "measured": jsonable(measured), "by": by}
         (self.out / "findings_detail.json").write_text(json.dumps(details, indent=2) + "\n")
 
     def answer(self, stem: str | None = None) -> None:
@@ -149,6 +159,11 @@ class NotebookSession:
         self.measurements[name] = value
         self._save("measurements.json", self.measurements)
         return value
+
+    def measure_repeats(self, name: str, values: Iterable[float]) -> dict[str, Any]:
+        """Save a number measured ``repeats`` times as ``{"values", "median", "min", "max"}``
+        (:func:`offsetlab.lab.findings.spread`); returns that dict."""
+        return self.measure(name, spread(values))
 
     def save_frame(self, name: str, frame: Any) -> Path:
         path = self.out / f"{name}.csv"
