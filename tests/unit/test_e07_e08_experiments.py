@@ -120,3 +120,27 @@ def test_memory_story_is_deterministic() -> None:
     b = e08.run_on_memory(e08.StoryParams())
     assert a.final == b.final
     assert [r.what for r in a.timeline.rows()] == [r.what for r in b.timeline.rows()]
+
+
+def test_a_step_that_does_not_complete_is_noted_and_the_story_goes_on(monkeypatch) -> None:
+    """A bus that diverges ends with a state to compare (so the finding prints False), not
+    with the story's own wait timing out."""
+    from offsetlab.lab.experiments import e08_findings
+    from offsetlab.lab.experiments.e08_drivers import MemoryDriver
+
+    real = MemoryDriver.wait_until
+
+    def wait_until(self, predicate, *, timeout_s, what):  # type: ignore[no-untyped-def]
+        if what == "b1 dead-lettered":
+            raise self.timeout_error(f"pretend {what} never happened")
+        return real(self, predicate, timeout_s=timeout_s, what=what)
+
+    baseline = e08.run_on_memory(e08.StoryParams()).final
+    monkeypatch.setattr(MemoryDriver, "wait_until", wait_until)
+    diverged = e08.run_on_memory(e08.StoryParams()).final
+    assert diverged.unfinished_steps == ("b1 dead-lettered",)
+    assert dict(diverged.statuses)["c2"] == "sent", "the steps after it still ran"
+    # b1 met a dependency already healthy again: sent instead of dead-lettered
+    assert dict(diverged.statuses)["b1"] == "sent"
+    assert e08_findings.state_differences(baseline, diverged) == [
+        "dead_letters", "sent", "statuses", "unfinished_steps"]

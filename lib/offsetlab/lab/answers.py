@@ -342,14 +342,15 @@ def _e07(f: Findings) -> str:
 
 # -- E08 ------------------------------------------------------------------------------------
 E08_SAME = "same final state on both buses"
-E08_PENDING = "events left pending on aggregates"
+E08_DIFFER = "final state fields that differ between the buses"
+E08_PENDING = "kafka: events left pending on aggregates"
 E08_OPEN_CALLS = "kafka: dependency calls while the breaker was open"
 
 
 def _e08(f: Findings) -> str:
     head = ("yes: the same service on the in-memory bus and on Kafka ends in the same state"
             if f.true(E08_SAME) else "no: the in-memory bus and the Kafka bus ended in different "
-            "states")
+            f"states ({', '.join(map(str, f[E08_DIFFER]))} differ)")
     return _join(
         head,
         _clause(f, "pending", lambda f: "no event was left pending on an aggregate"
@@ -381,7 +382,8 @@ QUESTIONS: dict[str, Question] = {q.stem: q for q in (
               *(E07_REBALANCED.format(p) for p in E07_PAUSERS),
               E07_SLEEP_REBALANCED, E07_SLEEP_TWICE), _e07),
     Question("08_event_bus_end_to_end", "Can the seed's service keep its shape on Kafka: the "
-             "same end state as on the in-memory bus?", (E08_SAME, E08_PENDING, E08_OPEN_CALLS),
+             "same end state as on the in-memory bus?",
+             (E08_SAME, E08_DIFFER, E08_PENDING, E08_OPEN_CALLS),
              _e08),
 )}
 
