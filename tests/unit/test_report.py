@@ -68,7 +68,8 @@ FINDINGS = {"runner: the awaited run() returned after its group join": True,
             "runner: partition split (sorted sizes)": [1, 2],
             "raw: <b>escaped</b>": "x < y"}
 DETAIL = {"delay 3000 ms: two members together waited >= 2 x the delay":
-          {"rule": "together: join_s >= 2 x 3 s", "measured": 6.0312},
+          {"rule": "together: join_s >= 2 x 3 s", "measured": 6.0312,
+           "by": "offsetlab.lab.experiments.e01_findings.delay_sweep"},
           "after a killed member: the new member joined no sooner than its session timeout less one heartbeat after the kill":
           {"rule": "join_s >= 3 s / 2", "measured": {"values": [2.9, 3.1, 3.05], "unit": "s"}},
           "runner: partition split (sorted sizes)": {"rule": None, "measured": [0.25, 0.5]}}
@@ -88,7 +89,9 @@ def run_dir(tmp_path: Path) -> Path:
     executed_notebook(run / "03_batch_failure.ipynb", findings="redelivered: [3, 4, 5]\n",
                       parameters={}, failed=True)
     (run / "01_run_blocking").mkdir()
-    (run / "01_run_blocking" / "measurements.json").write_text(json.dumps({"join_s": 0.42}))
+    (run / "01_run_blocking" / "measurements.json").write_text(json.dumps(
+        {"join_s": 0.42, "first_join_s": {"values": [3.2, 3.0, 3.1], "median": 3.1, "min": 3.0,
+                                          "max": 3.2}}))
     (run / "01_run_blocking" / "findings.json").write_text(json.dumps(FINDINGS))
     (run / "01_run_blocking" / "findings_detail.json").write_text(json.dumps(DETAIL))
     (run / "01_run_blocking" / "answer.json").write_text(json.dumps(ANSWER))
@@ -125,7 +128,7 @@ def test_summary_takes_everything_from_the_executed_notebook(run_dir: Path) -> N
     assert s["findings"] == "run() returns after the join: True\nconsumed once: 5 <of 5>"
     assert s["plot"] == MAIN_PNG, "the main-plot cell's image, not the first one"
     assert s["parameters"] == {"gap_s": 3.0, "run_id": "20261127-074500-seed"}
-    assert s["measurements"] == {"join_s": 0.42}
+    assert s["measurements"]["join_s"] == 0.42 and s["measurements"]["first_join_s"]["median"] == 3.1
     assert (s["status"], s["duration_s"]) == ("passed", 31.5)
     assert s["findings_json"] == FINDINGS and s["findings_detail"] == DETAIL
     assert s["answer"] == ANSWER and s["experiment"] == "E01"
@@ -213,6 +216,9 @@ def test_findings_are_a_table_with_rule_and_measured_spread(run_dir: Path) -> No
     assert '<pre class="findings">' not in e01, "findings.json is there: no text fallback"
     row = _between(table, "delay 3000 ms", "</tr>")
     assert "<code>True</code>" in row and "together: join_s &gt;= 2 x 3 s" in row and "6.031" in row
+    assert "by <code>e01_findings.delay_sweep</code>" in row, "the finder that computed it"
+    measures = _between(e01, '<table class="measure">', "</table>")
+    assert "median 3.1 (3\u20133.2, n=3)" in measures and "<code>0.42</code>" in measures
     row = _between(table, "after a killed member", "</tr>")
     assert "median 3.05 (2.9\u20133.1, n=3) s" in row
     assert "median 0.375 (0.25\u20130.5, n=2)" in _between(table, "partition split", "</tr>")

@@ -45,6 +45,7 @@ from .report_parts import (
     environment_table,
     file_links,
     findings_table,
+    measured_text,
     read_json,
 )
 
@@ -188,8 +189,12 @@ def _status(status: str) -> str:
 def _table(rows: Mapping[str, Any], cls: str) -> str:
     if not rows:
         return '<p class="none">none</p>'
-    body = "".join(f"<tr><th><code>{html.escape(str(k))}</code></th>"
-                   f"<td><code>{html.escape(json.dumps(v, default=str))}</code></td></tr>"
+    def cell(v: Any) -> str:  # a repeated measurement: median (min-max, n)
+        if isinstance(v, Mapping) and "values" in v:
+            return html.escape(measured_text(v["values"]) or "none")
+        return f"<code>{html.escape(json.dumps(v, default=str))}</code>"
+
+    body = "".join(f"<tr><th><code>{html.escape(str(k))}</code></th><td>{cell(v)}</td></tr>"
                    for k, v in rows.items())
     return f'<table class="{cls}">{body}</table>'
 

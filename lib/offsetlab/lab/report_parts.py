@@ -81,14 +81,17 @@ def findings_table(findings: Mapping[str, Any], details: Mapping[str, Any] | Non
     for name, value in findings.items():
         d = details.get(name) or {}
         rule = d.get("rule") if isinstance(d, Mapping) else None
+        by = d.get("by") if isinstance(d, Mapping) else None
         measured = measured_text(d.get("measured")) if isinstance(d, Mapping) else ""
+        by_html = (f'<br><span class="by">by <code>{html.escape(by.rsplit(".", 2)[-2])}.'
+                   f'{html.escape(by.rsplit(".", 1)[-1])}</code></span>') if by else ""
         rows.append(f"<tr><th>{html.escape(name)}</th><td>{_code(value)}</td>"
-                    f"<td>{html.escape(rule) if rule else ''}</td>"
+                    f"<td>{html.escape(rule) if rule else ''}{by_html}</td>"
                     f"<td>{html.escape(measured)}</td></tr>")
     if not rows:
         return '<p class="none">no findings recorded</p>'
     return ('<table class="findings"><tr><th>finding</th><th>value</th>'
-            '<th>rule (threshold it came from)</th><th>measured</th></tr>'
+            '<th>rule (threshold it came from), finder</th><th>measured</th></tr>'
             + "".join(rows) + "</table>")
 
 
