@@ -43,14 +43,15 @@ def runner_config(broker: BrokerHandle, topic: str, group: str, name: str,
 
 def run_runner(broker: BrokerHandle, *, n_messages: int = 5, fail_message: int = 3,
                fail_times: int | None = 1, partitions: int = 1, stop_at_failure: bool = True,
-               retry_delay_s: float = 0.1, min_failures: int = 3,
+               retry_delay_s: float = 0.1, retry_window_s: float = 2.0,
                timeout_s: float = 30) -> ScenarioResult:
     """The adapter's runner with a batch handler (see the module docstring).
 
-    Runs until every message that can succeed was processed and committed, and (when the
-    failure is permanent, ``fail_times=None``) the failed message was tried ``min_failures``
-    times; ``retry_delay_s`` is slept after a failure (a retry back-off, so a permanent
-    failure does not spin)."""
+    Runs until every message that can succeed was processed and committed; when the failure
+    is permanent (``fail_times=None``) it then goes on for ``retry_window_s`` more, whatever
+    the failed message does (``result.others_done_at`` marks the moment), so that whether it
+    kept being retried is measured, not waited for. ``retry_delay_s`` is slept after a
+    failure (a retry back-off, so a permanent failure does not spin)."""
     name = ("runner-stop-at-failure" if stop_at_failure else "runner-settle-past") + \
         (f"-{partitions}p" if partitions > 1 else "")
     result = new_scenario(broker, name, n_messages=n_messages, fail_message=fail_message,
@@ -99,11 +100,10 @@ def run_runner(broker: BrokerHandle, *, n_messages: int = 5, fail_message: int =
     else:
         blocked, must_commit = set(), list(result.messages)
 
-    def finished() -> bool:
+    def others_done() -> bool:
         done = set(result.flaky.processed) >= {m.number for m in result.messages} - blocked
-        tried = fail_times is not None or result.flaky.attempts[fail_message] >= min_failures
         moved = all(committed.get(m.partition, -1) > m.offset for m in must_commit)
-        return done and tried and moved
+        return done and moved
 
     runner = ConsumerRunner(runner_config(broker, result.topic, result.group, who),
                             batch_handler=handler, listeners=[runner_listener(tl, who), on_event],
@@ -111,11 +111,14 @@ def run_runner(broker: BrokerHandle, *, n_messages: int = 5, fail_message: int =
     try:
         runner.run(timeout=timeout_s)
         deadline = Deadline(timeout_s)
-        while not finished():
+        while not others_done():
             if deadline.expired():
                 raise TimeoutError(f"{name}: not finished within {timeout_s} s "
                                    f"(processed {result.flaky.processed}, committed {committed})")
             time.sleep(0.05)
+        if fail_times is None:
+            result.others_done_at, result.window_s = time.monotonic(), retry_window_s
+            time.sleep(retry_window_s)
     finally:
         runner.stop()
     result.attempts = [Attempt(i + 1, who, tuple(d), tuple(p), tuple(f), c)

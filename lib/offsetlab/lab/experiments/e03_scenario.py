@@ -13,6 +13,7 @@ result. E04 uses all of it.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,9 +60,12 @@ class Flaky:
     fail_times: int | None = 1
     attempts: Counter[int] = field(default_factory=Counter)
     processed: list[int] = field(default_factory=list)
+    #: ``time.monotonic()`` of each attempt, per message
+    attempt_times: dict[int, list[float]] = field(default_factory=dict)
 
     def __call__(self, number: int) -> None:
         self.attempts[number] += 1
+        self.attempt_times.setdefault(number, []).append(time.monotonic())
         if number == self.fail_number and (self.fail_times is None
                                            or self.attempts[number] <= self.fail_times):
             raise ProcessingFailed(f"message {number} failed (attempt {self.attempts[number]})")
@@ -95,6 +99,10 @@ class ScenarioResult:
     end_offsets: dict[int, int]
     timeline: Timeline
     restart_delivered: tuple[int, ...] | None = None  # what a new consumer of the group got
+    #: ``time.monotonic()`` when every message outside the failed one's partition was
+    #: processed and committed (E03's spread scenario), and how long the run went on after
+    others_done_at: float | None = None
+    window_s: float | None = None
 
     def by_position(self) -> dict[tuple[int, int], int]:
         return {(m.partition, m.offset): m.number for m in self.messages}
