@@ -68,3 +68,9 @@ def test_e02_settings_and_milestones() -> None:
     assert e02.milestones(kinds) == ["connect", "group_join", "crash", "disconnect"]
     host, port = e02.closed_port().split(":")
     assert host == "127.0.0.1" and int(port) > 0
+
+
+def test_e02_after_stop_watches_longer_than_the_session_timeout() -> None:
+    s = e02.Settings()
+    assert s.after_stop_s * 1000 > s.session_timeout_ms
+    assert e02.Matrix().stopped == {}

@@ -40,6 +40,7 @@ from offsetlab.bus.lifecycle import LifecycleEvent
 from offsetlab.bus.runner import ConsumerRunner
 from offsetlab.bus.testing import committed_offsets
 from offsetlab.bus.transports.kafka_python.compat import io_threads, reap_io_threads
+from offsetlab.lab.experiments.e02_broker import check_auto_create_off
 from offsetlab.lab.raw import create_topic, unique, warmed_consumer
 from offsetlab.lab.timeline import Timeline, record_consumed, runner_listener
 
@@ -85,7 +86,7 @@ class Settings:
     commit_timeout_ms: int = 1500
     join_wait_s: float = 15.0
     assign_wait_s: float = 3.0
-    after_stop_s: float = 1.5
+    after_stop_s: float = 9.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_messages, int) or self.n_messages < 3:
@@ -131,6 +132,8 @@ class Matrix:
 
     attempts: list[Attempt] = field(default_factory=list)
     notes: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    #: *broker stopped while running*, per client: what was seen after the stop (measured)
+    stopped: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
     def attempt(self, client: str, scenario: str, operation: str, fn: Callable[[], Any],
                 *, describe: Callable[[Any], str] | None = None) -> tuple[bool, Any]:
@@ -213,6 +216,8 @@ def raw_scenario(m: Matrix, broker: BrokerHandle, scenario: str, s: Settings, *,
     servers = closed_port() if scenario == "unreachable broker at start" else broker.bootstrap_servers
     topic = "unused" if scenario == "unreachable broker at start" else _topic_for(broker, scenario, "e02-raw", s)
     group = unique("e02-raw-group")
+    if scenario == "missing topic, auto-create off":
+        check_auto_create_off(broker)
     before = io_threads()
     ok, consumer = m.attempt(client, scenario, "connect", lambda: KafkaConsumer(
         bootstrap_servers=servers, group_id=group, client_id=f"e02-raw-{group}",
@@ -287,8 +292,21 @@ def _raw_run(m: Matrix, client: str, scenario: str, consumer: KafkaConsumer, top
         # client still counts the partitions as assigned by the time it runs
         positions = {tp: OffsetAndMetadata(consumer.position(tp), "", -1) for tp in consumer.assignment()}
         _stop(broker, stop_barrier)
-        m.attempt(client, scenario, "start/run", lambda: consumer.poll(timeout_ms=int(s.after_stop_s * 1000)),
-                  describe=lambda v: f"{outcome(v)} (poll() after the stop)")
+        stop_t = time.monotonic()
+        # the matrix cell: the first poll() after the stop, 1 s long; then the consumer keeps
+        # polling for the rest of after_stop_s and what those polls raise is measured (it
+        # differs between runs: in some a failed metadata refresh raises KafkaConnectionError
+        # seconds after the stop, in others nothing raises)
+        m.attempt(client, scenario, "start/run", lambda: consumer.poll(timeout_ms=1000),
+                  describe=lambda v: f"{outcome(v)} (poll() in the first 1 s after the stop)")
+        raised: list[tuple[float, str]] = []
+        while time.monotonic() - stop_t < s.after_stop_s:
+            try:
+                consumer.poll(timeout_ms=100)
+            except Exception as exc:  # measured: which class, how long after the stop
+                raised.append((round(time.monotonic() - stop_t, 2), type(exc).__name__))
+                time.sleep(0.1)
+        m.stopped[(client, scenario)] = {"after_s": s.after_stop_s, "poll errors after the stop": raised}
         m.attempt(client, scenario, "commit",
                   lambda: consumer.commit(positions, timeout_ms=s.commit_timeout_ms))
         return
@@ -348,13 +366,25 @@ def runner_scenario(m: Matrix, broker: BrokerHandle, scenario: str, s: Settings,
                     scenario not in ("success", "broker stopped while running")
                     or "commit" in kinds)):
                 time.sleep(0.05)
+        if scenario == "missing topic, auto-create off":
+            check_auto_create_off(broker)  # still the broker we started, after the scenario
         if scenario.startswith("missing topic") and ok:
             m.note(client, scenario, f"a partition was assigned: {bool(assigned_any)}")
             m.note(client, scenario, f"topic exists afterwards: {_topic_exists(broker.bootstrap_servers, topic)}")
         if scenario == "broker stopped while running" and ok:
             _stop(broker, stop_barrier)
-            # no note of the runner's state here: it varies between runs (VARIES_WITH_TIMING)
+            stopped_at = len(kinds)
+            stop_t = time.monotonic()
             time.sleep(s.after_stop_s)
+            after = kinds[stopped_at:]
+            m.stopped[(client, scenario)] = {"state": runner.state.name, "after_s": s.after_stop_s,
+                                             "waited_s": round(time.monotonic() - stop_t, 2),
+                                             "events_after_stop": list(after),
+                                             "commits_before_stop": kinds[:stopped_at].count("commit"),
+                                             "commits_after_stop": after.count("commit")}
+            # only commits after the stop: the one before it is what the scenario waited for
+            m.attempt(client, scenario, "commit", lambda: after.count("commit"),
+                      describe=lambda n: "Commit emitted after the stop" if n else "no Commit after the stop")
         if scenario == "handler raises" and ok:
             # 0 and 1 (raises), then after the restart 1 again and 2
             deadline = Deadline(s.join_wait_s)
@@ -362,7 +392,7 @@ def runner_scenario(m: Matrix, broker: BrokerHandle, scenario: str, s: Settings,
                     1 for r in timeline.rows() if r.who == scenario and r.what == "consumed") < 4:
                 time.sleep(0.05)
             m.note(client, scenario, f"restarts: {runner.restarts}")
-        if ok or scenario == "subscribe while running":
+        if (ok or scenario == "subscribe while running") and scenario != "broker stopped while running":
             m.attempt(client, scenario, "commit", lambda: kinds.count("commit"),
                       describe=lambda n: "Commit emitted" if n else "no Commit")
     finally:
