@@ -3,6 +3,8 @@ main check; these keep the modules honest on their own)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from offsetlab.brokers import BrokerHandle
 from offsetlab.bus import Backoff, MainTopicRetry, RetryTopicRetry
@@ -50,17 +52,18 @@ def test_retry_topic_raw_copies_carry_provenance(kafka_broker: BrokerHandle) -> 
 
 
 def test_outage_retrier_waits_for_the_dependency(kafka_broker: BrokerHandle) -> None:
-    dependency = outage.Dependency()
     backoff = Backoff(initial_s=0.3)
-    pipelines = [
-        outage.RawRetryTopicPipeline(kafka_broker, "t-raw-retrier", dependency, backoff=backoff),
-        outage.RawRetryTopicPipeline(kafka_broker, "t-move-back", dependency, backoff=backoff,
-                                     mode="move-back"),
-        outage.BusPipeline(kafka_broker, "t-bus-retry", RetryTopicRetry(backoff=backoff)),
-    ]
     config = outage.OutageConfig(duration_s=3.0, rate_per_s=10.0, keys=2, dependent_every=2,
                                  outage_start_s=0.5, outage_s=1.5)
-    run = outage.run_outage(kafka_broker, pipelines, dependency, config)
+    with outage.Dependency() as dependency:  # probed over TCP, like the handlers' calls
+        pipelines = [
+            outage.RawRetryTopicPipeline(kafka_broker, "t-raw-retrier", dependency, backoff=backoff),
+            outage.RawRetryTopicPipeline(kafka_broker, "t-move-back", dependency, backoff=backoff,
+                                         mode="move-back"),
+            outage.BusPipeline(kafka_broker, "t-bus-retry", RetryTopicRetry(backoff=backoff)),
+        ]
+        run = outage.run_outage(kafka_broker, pipelines, dependency, config)
+    assert max(len(a) for a in run.deliveries_read["t-raw-retrier"].values()) == 2
     summary = outage.summarize(run)
     assert summary["finished"].all()
     assert summary["lost"].tolist() == [0, 0, 0]
@@ -69,3 +72,12 @@ def test_outage_retrier_waits_for_the_dependency(kafka_broker: BrokerHandle) -> 
         assert summary.loc[lane, "max_attempts"] == 2
     assert e06.failed_during_outage(run, "t-bus-retry") >= 1
     assert summary.loc["t-bus-retry", "rebalances"] == 0
+
+
+def test_copy_then_commit_window_kill_duplicates_the_copy(kafka_broker: BrokerHandle,
+                                                          tmp_path: Path) -> None:
+    from offsetlab.lab.experiments import e05_window
+
+    killed = e05_window.run_window(kafka_broker, "raw", killed=True, folder=tmp_path)
+    assert killed.finished and killed.exit_codes == [-9, 0]
+    assert killed.copies() == [2, 2] and killed.processed()[2] == 2

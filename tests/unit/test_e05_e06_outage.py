@@ -29,14 +29,30 @@ def test_items_round_robin_keys_and_dependent_keys() -> None:
 
 
 def test_dependency_refuses_only_inside_its_window() -> None:
-    dep = outage.Dependency()
-    assert dep.healthy(now=0.0)
-    dep.schedule(10.0, 20.0)
-    assert dep.healthy(now=9.99) and not dep.healthy(now=10.0) and dep.healthy(now=20.0)
-    dep.schedule(0.0, float("inf"))
+    with outage.Dependency(timeout_s=2.0) as dep:
+        assert not dep.down_at(now=0.0)
+        dep.schedule(10.0, 20.0)
+        assert not dep.down_at(now=9.99) and dep.down_at(now=10.0) and not dep.down_at(now=20.0)
+        dep.call()  # the schedule is in the future: the service answers
+        assert dep.probe()
+        dep.schedule(0.0, float("inf"))
+        with pytest.raises(outage.DependencyDown):
+            dep.call()
+        assert not dep.probe()
+        assert (dep.calls, dep.refused, dep.probes, dep.probes_failed) == (2, 1, 2, 1)
+        dep.schedule(float("inf"), float("inf"))
+        assert dep.probe()
+
+
+def test_the_probe_knows_only_what_the_wire_says() -> None:
+    """A probe to a service that is gone (closed) fails like one that is down: the client
+    never reads the schedule."""
+    dep = outage.Dependency(timeout_s=0.5)
+    dep.close()
+    assert not dep.down_at()
+    assert not dep.probe()
     with pytest.raises(outage.DependencyDown):
         dep.call()
-    assert (dep.calls, dep.refused) == (1, 1)
 
 
 def test_fail03_config_names_the_bad_key() -> None:

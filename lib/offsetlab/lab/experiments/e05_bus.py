@@ -21,7 +21,7 @@ from offsetlab.brokers import BrokerHandle
 from offsetlab.bus import KafkaBusConfig
 from offsetlab.bus.deadline import Deadline
 from offsetlab.bus.events import Event, EventRegistry
-from offsetlab.bus.headers import Provenance, parse_provenance
+from offsetlab.bus.headers import Provenance, attempt_of, parse_provenance
 from offsetlab.bus.interface import Activity, ActivityKind
 from offsetlab.bus.kafka_bus import KafkaBus
 from offsetlab.bus.retry import RetryStrategy, dead_letter_topic
@@ -63,6 +63,9 @@ class BusFail03Run:
     end_offsets: dict[str, int]
     finished: bool
     activity: list[Activity] = field(default_factory=list)
+    #: read back from the topics the group consumed (main, and retry for RetryTopicRetry):
+    #: seq -> sorted ``offsetlab-attempt`` numbers of its records (original 1)
+    deliveries_read: dict[int, list[int]] = field(default_factory=dict)
 
     def attempts(self) -> dict[int, int]:
         counts: dict[int, int] = {}
@@ -150,11 +153,18 @@ def run_fail03_bus(broker: BrokerHandle, retry: RetryStrategy, *, n_messages: in
         event = registry.decode(record.value)
         assert isinstance(event, Fail03Message)
         dead.append((event.seq, parse_provenance(record.headers or [])))
+    read: dict[int, list[int]] = {}
+    for t in topics:
+        for record in read_topic(broker, t):
+            event = registry.decode(record.value)
+            assert isinstance(event, Fail03Message)
+            read.setdefault(event.seq, []).append(attempt_of(record.headers or []))
     return BusFail03Run(strategy=type(retry).__name__, topic=topic, group=group,
                         produced=n_messages, calls=calls, dead_letters=dead,
                         committed={t: committed_offsets(broker, group, t).get(0) for t in topics},
                         end_offsets={t: end_offsets(broker, t)[0] for t in topics},
-                        finished=finished, activity=activity)
+                        finished=finished, activity=activity,
+                        deliveries_read={s: sorted(a) for s, a in sorted(read.items())})
 
 
 def run_bus_variants(broker: BrokerHandle,

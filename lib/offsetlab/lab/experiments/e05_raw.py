@@ -107,6 +107,9 @@ class Fail03Run:
     dead_letters: list[int]
     #: offset of the first record each restarted incarnation was handed
     first_after_restart: list[int] = field(default_factory=list)
+    #: read back from the topic after the run: seq -> sorted delivery numbers of its records
+    #: (original 1, a copy its ``retry-count`` + 1): the deliveries the broker holds
+    deliveries_read: dict[int, list[int]] = field(default_factory=dict)
 
     def frame(self) -> Any:
         import pandas as pd
@@ -195,7 +198,15 @@ def run_fail03(broker: BrokerHandle, config: Fail03) -> Fail03Run:
         produced=config.n_messages, end_offset=end_offsets(broker, topic)[0],
         committed=committed_offsets(broker, group, topic).get(0), restarts=restarts,
         dead_letters=sorted(int(r.value) for r in read_topic(broker, dlt)),
-        first_after_restart=first_after_restart)
+        first_after_restart=first_after_restart, deliveries_read=_deliveries_read(broker, topic))
+
+
+def _deliveries_read(broker: BrokerHandle, topic: str) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for record in read_topic(broker, topic):
+        raw = dict(record.headers or []).get(RETRY_COUNT_HEADER)
+        out.setdefault(int(record.value), []).append(int(raw) + 1 if raw else 1)
+    return {seq: sorted(a) for seq, a in sorted(out.items())}
 
 
 def run_variants(broker: BrokerHandle, variants: Mapping[str, Fail03]) -> dict[str, Fail03Run]:
@@ -230,7 +241,7 @@ def _handle(config: Fail03, dependency: Any, producer: KafkaProducer, timeline: 
 
 # -- reading a run -------------------------------------------------------------------------------
 def attempts(run: Fail03Run) -> dict[int, int]:
-    """Deliveries per message ``seq`` (sorted by seq)."""
+    """Deliveries per message ``seq`` (sorted by seq) as the handler loop recorded them."""
     counts: dict[int, int] = {}
     for d in run.deliveries:
         counts[d.seq] = counts.get(d.seq, 0) + 1

@@ -10,7 +10,7 @@ they're up, moves messages back." Here, in raw kafka-python first
   partition, offset, timestamp, consumer group, exception class and message, attempt,
   not-before time, reason) and commits offset + 1 -- the main partition goes on;
 - a separate *retrier* consumer reads the retry topic; a record that is not due yet, or whose
-  dependency fails its health probe, stays where it is (seek back, pause the partition, keep
+  dependency fails its health probe (a real request with a timeout), stays where it is (seek back, pause the partition, keep
   polling); once due and healthy it is processed; a failure makes the next copy (attempt + 1,
   later not-before); after ``max_retries`` retries the record goes to ``<topic>-dlt``.
 
@@ -19,7 +19,9 @@ and dead-letter topics back from the broker, decoding every copy's provenance
 (:class:`CopyRow`), plus the committed positions of both consumers. The adapter's answer is
 ``KafkaBus`` with ``RetryTopicRetry`` (:func:`offsetlab.lab.experiments.e05_bus.run_fail03_bus`),
 and the outage comparison with E05 is :mod:`offsetlab.lab.experiments.outage`.
-:func:`findings` computes the notebook's deterministic findings.
+The notebook's findings are computed by the finders of
+:mod:`~offsetlab.lab.experiments.e06_findings`, :mod:`~offsetlab.lab.experiments.e05_findings`
+and :mod:`~offsetlab.lab.experiments.outage_findings`.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kafka import KafkaProducer
@@ -36,13 +38,12 @@ from offsetlab.brokers import BrokerHandle
 from offsetlab.bus.deadline import Deadline
 from offsetlab.bus.headers import parse_provenance
 from offsetlab.bus.retry import Backoff
-from offsetlab.lab.experiments.e05_bus import BusFail03Run
 from offsetlab.lab.experiments.outage_raw import RawRetryTopicPipeline
-from offsetlab.lab.experiments.outage_run import OutageRun
+from offsetlab.lab.experiments.outage_run import OutageRun, read_deliveries
 from offsetlab.lab.experiments.outage_scenario import Dependency, DependencyDown, WorkItem
 from offsetlab.lab.raw import committed_offsets, end_offsets, read_topic
 
-__all__ = ["CopyRow", "RetryTopicRun", "run_retry_topic", "failed_during_outage", "findings"]
+__all__ = ["CopyRow", "RetryTopicRun", "run_retry_topic", "failed_during_outage"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,6 +75,8 @@ class RetryTopicRun:
     committed: dict[str, int | None]
     end_offsets: dict[str, int]
     finished: bool
+    #: read back from the main and retry topics: seq -> sorted attempt numbers of its records
+    deliveries_read: dict[int, list[int]] = field(default_factory=dict)
 
     def frame(self) -> Any:
         import pandas as pd
@@ -139,6 +142,7 @@ def run_retry_topic(broker: BrokerHandle, *, n_messages: int = 5,
     finally:
         producer.close()
         pipeline.stop()
+        dependency.close()
     copies = []
     for kind, topic in (("retry", pipeline.retry_topic), ("dlt", pipeline.dead_letter_topic)):
         for record in read_topic(broker, topic):
@@ -157,7 +161,7 @@ def run_retry_topic(broker: BrokerHandle, *, n_messages: int = 5,
     ends = {name: end_offsets(broker, topic)[0] for name, (topic, _) in topics.items()}
     return RetryTopicRun(topic=pipeline.main_topic, produced=items, calls=calls, copies=copies,
                          main_offsets=main_offsets, committed=committed, end_offsets=ends,
-                         finished=finished)
+                         finished=finished, deliveries_read=read_deliveries(broker, pipeline))
 
 
 def failed_during_outage(run: OutageRun, lane: str, *, retries_only: bool = True) -> int:
@@ -169,56 +173,3 @@ def failed_during_outage(run: OutageRun, lane: str, *, retries_only: bool = True
     return sum(1 for t, d in zip(rows.t, rows.detail, strict=True)
                if lo <= t < hi and (not retries_only or d["attempt"] >= 2))
 
-
-def findings(raw: RetryTopicRun, bus: Mapping[str, BusFail03Run], run: OutageRun,
-             summary: Any, *, max_retries: int) -> dict[str, Any]:
-    """E06's deterministic findings. ``bus``: ``bus transient`` and ``bus poison``
-    (:func:`~offsetlab.lab.experiments.e05_bus.run_bus_variants` with ``RetryTopicRetry``);
-    ``run``/``summary``: the outage with pipelines ``raw-retrier``, ``raw-move-back``,
-    ``bus-retry-topic``, ``bus-main-topic``."""
-    out: dict[str, Any] = {}
-    retry = [c for c in raw.copies if c.topic == "retry"]
-    dlt = [c for c in raw.copies if c.topic == "dlt"]
-    first = {seq: off for seq, off in raw.main_offsets.items()}
-    out["raw: deliveries per message"] = raw.attempts()
-    out["raw: retry-topic copies' attempt headers"] = [c.attempt for c in retry]
-    out["raw: every copy names its first delivery (original topic, partition, offset)"] = all(
-        c.original_topic_is_main and c.original_partition == 0
-        and c.original_offset == first[c.seq] for c in raw.copies)
-    out["raw: every retry copy's not-before is after its own timestamp"] = all(
-        c.not_before_after_ms is not None and c.not_before_after_ms > 0 for c in retry)
-    out["raw: dead letters [seq, attempt, exception, reason]"] = [
-        [c.seq, c.attempt, c.exception, c.reason] for c in dlt]
-    out["raw: dead letter after max_retries + 1 deliveries"] = [c.attempt for c in dlt] == [max_retries + 1]
-    out["raw: main and retrier committed == end of their topics"] = all(
-        raw.committed[k] == raw.end_offsets[k] for k in raw.end_offsets)
-    for name, b in bus.items():
-        o = b.outcome()
-        out[f"{name}: deliveries per message"] = b.attempts()
-        out[f"{name}: [lost, duplicated, dead-lettered]"] = [o["lost"], o["duplicated"],
-                                                           o["dead-lettered"]]
-        out[f"{name}: committed == end of main and retry topic"] = o["committed == end of topic"]
-    out["bus poison: dead letter [attempt header, original offset]"] = [
-        [p.attempt, p.original_offset] for _, p in bus["bus poison"].dead_letters]
-    s = summary
-    out["outage: every pipeline processed or dead-lettered every item"] = bool(s["finished"].all())
-    out["outage: lost per pipeline"] = {k: int(v) for k, v in s["lost"].items()}
-    out["outage: duplicated per pipeline"] = {k: int(v) for k, v in s["duplicated"].items()}
-    out["outage: raw retriers' retries that failed during the outage [process, move-back]"] = [
-        failed_during_outage(run, "raw-retrier"), failed_during_outage(run, "raw-move-back")]
-    out["outage: bus-retry-topic retries that failed during the outage >= 1"] = (
-        failed_during_outage(run, "bus-retry-topic") >= 1)
-    out["outage: raw retriers' max deliveries [process, move-back]"] = [
-        int(s["max_attempts"]["raw-retrier"]), int(s["max_attempts"]["raw-move-back"])]
-    out["outage: bus subscriptions' rebalances while producing"] = {
-        k: int(v) for k, v in s["rebalances"].items() if k.startswith("bus-")}
-    out["outage: slowest retried item, raw retrier < bus-retry-topic"] = bool(
-        s["retried_latency_max_s"]["raw-retrier"] < s["retried_latency_max_s"]["bus-retry-topic"])
-    ratio = s["healthy_in_outage"]["bus-retry-topic"] / s["healthy_in_outage"]["bus-main-topic"]
-    out["outage: healthy throughput during it, retry topic / main topic >= 1.25"] = bool(ratio >= 1.25)
-    out["outage: longest healthy-key stall, main topic >= 2 x retry topic"] = bool(
-        s["healthy_stall_max_s"]["bus-main-topic"] >= 2 * s["healthy_stall_max_s"]["bus-retry-topic"])
-    out["outage: retry topics processed some key out of order [raw, bus]"] = [
-        bool(s["keys_out_of_order"]["raw-retrier"] >= 1),
-        bool(s["keys_out_of_order"]["bus-retry-topic"] >= 1)]
-    return out

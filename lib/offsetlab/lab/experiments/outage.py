@@ -17,7 +17,8 @@ Pipelines (each on its own topics and consumer group):
   ``<topic>-retry`` with provenance headers (:mod:`offsetlab.bus.headers`: original topic,
   partition, offset, attempt, error, not-before); a separate *retrier* consumer leaves the
   records there (partition paused, still polling) until they are due *and* the dependency
-  answers its health probe, then processes them; the dead-letter topic after the last attempt.
+  answers its health probe (a real request with a timeout), then processes them; the
+  dead-letter topic after the last attempt.
 - :class:`BusPipeline` -- the adapter: ``KafkaBus`` with a retry strategy
   (``MainTopicRetry`` for E05, ``RetryTopicRetry`` for E06); see ``offsetlab.bus.kafka_bus``.
 
@@ -31,8 +32,11 @@ per-key order, attempts, lost and duplicated items.
 Modules: :mod:`~offsetlab.lab.experiments.outage_scenario` (dependency, work items, config,
 the pipeline protocol), :mod:`~offsetlab.lab.experiments.outage_raw` (the raw pipelines),
 :mod:`~offsetlab.lab.experiments.outage_bus` (the adapter's pipeline),
-:mod:`~offsetlab.lab.experiments.outage_run` (the run) and
-:mod:`~offsetlab.lab.experiments.outage_summary` (numbers and picture). This module
+:mod:`~offsetlab.lab.experiments.outage_run` (the run),
+:mod:`~offsetlab.lab.experiments.outage_repeats` (the run ``repeats`` times, and the spread),
+:mod:`~offsetlab.lab.experiments.outage_summary` (numbers and picture) and
+:mod:`~offsetlab.lab.experiments.outage_findings` (the shared findings); the dependency is
+a TCP service (:mod:`~offsetlab.lab.experiments.outage_dependency`). This module
 re-exports what the notebooks use.
 """
 
@@ -48,7 +52,14 @@ from offsetlab.lab.experiments.outage_raw import (
     RawMainTopicPipeline,
     RawRetryTopicPipeline,
 )
-from offsetlab.lab.experiments.outage_run import OutageRun, run_outage
+from offsetlab.lab.experiments.outage_repeats import (
+    TIMED,
+    all_summaries,
+    plot_spread,
+    run_repeats,
+    spreads,
+)
+from offsetlab.lab.experiments.outage_run import OutageRun, read_deliveries, run_outage
 from offsetlab.lab.experiments.outage_scenario import (
     Dependency,
     DependencyDown,
@@ -73,6 +84,12 @@ __all__ = [
     "BusPipeline",
     "warmed_factory",
     "run_outage",
+    "run_repeats",
+    "all_summaries",
+    "spreads",
+    "plot_spread",
+    "TIMED",
+    "read_deliveries",
     "read_topic",
     "summarize",
     "throughput",

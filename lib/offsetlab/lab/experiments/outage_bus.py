@@ -1,7 +1,9 @@
 """The outage's adapter pipeline: ``KafkaBus`` with one retry strategy (``MainTopicRetry``
 for E05, ``RetryTopicRetry`` for E06), whose subscriptions' consumers know their topics'
 partitions before they join (:func:`warmed_factory`, given as the bus config's consumer
-factory).
+factory). With a ``breaker`` the subscription ``depends_on`` it and the handler's dependency
+calls go through it (``CircuitBreaker.call``): the adapter's way to wait for a dependency
+(its alive check is the probe the caller gives it).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class BusPipeline:
     (:meth:`~offsetlab.lab.experiments.outage_run.OutageRun.handler_for`)."""
 
     def __init__(self, broker: BrokerHandle, name: str, retry: Any, *, partitions: int = 1,
-                 consumer_settings: dict[str, Any] | None = None) -> None:
+                 consumer_settings: dict[str, Any] | None = None, breaker: Any = None) -> None:
         from offsetlab.bus import EventRegistry
 
         self.name = name
@@ -53,6 +55,9 @@ class BusPipeline:
         self.main_topic = create_topic(broker, self.registry.topic_for(OutageWork), partitions)
         self.dead_letter_topic = f"{self.main_topic}{retry.dead_letter_suffix}"
         self.consumer_settings = consumer_settings or {}
+        #: a ``CircuitBreaker`` the subscription ``depends_on`` (None: none): the handler's
+        #: dependency calls go through it, its alive check is the caller's probe
+        self.breaker = breaker
         #: set by :func:`run_outage`: where membership and pauses are recorded
         self.timeline: Timeline | None = None
         self._bus: Any = None
@@ -68,6 +73,9 @@ class BusPipeline:
         assert isinstance(event, OutageWork)
         return event.seq
 
+    def handled_topics(self) -> list[str]:
+        return list(self._sub.spec.topics) if self._sub is not None else [self.main_topic]
+
     def start(self, process: ProcessFn, on_dead_letter: DeadLetterFn) -> None:
         from offsetlab.bus import ActivityKind, KafkaBus, KafkaBusConfig
 
@@ -76,11 +84,18 @@ class BusPipeline:
 
         def handler(event: Event) -> None:
             assert isinstance(event, OutageWork)
+            guarded = breaker is not None and event.needs_dependency
+            if guarded:
+                breaker.guard()  # fails fast while open: not a call of the handler
             attempts[event.event_id] = attempts.get(event.event_id, 0) + 1
             seqs[event.event_id] = event.seq
-            process(event.item(), attempts[event.event_id])
+            if guarded:
+                breaker.call(process, event.item(), attempts[event.event_id])
+            else:
+                process(event.item(), attempts[event.event_id])
 
         timeline = self.timeline
+        breaker = self.breaker
 
         def on_activity(activity: Any) -> None:
             if activity.kind is ActivityKind.DEAD_LETTERED and activity.event_id in seqs:
@@ -107,7 +122,8 @@ class BusPipeline:
         self._bus = KafkaBus(self.registry, config)
         self._bus.add_listener(on_activity)
         self._sub = self._bus.subscribe(OutageWork, handler, group=unique(self.name),
-                                        retry=self.retry, name=self.name)
+                                        retry=self.retry, name=self.name,
+                                        depends_on=() if breaker is None else (breaker,))
         self._sub.run(timeout=30)
 
     def stop(self) -> None:

@@ -8,8 +8,10 @@
 - :class:`RawRetryTopicPipeline` -- E06: a failure goes to ``<topic>-retry`` with provenance
   headers (:mod:`offsetlab.bus.headers`); a separate *retrier* consumer leaves the records
   there (partition paused, still polling) until they are due *and* the dependency answers its
-  health probe, then processes them (or moves them back to the main topic); the dead-letter
-  topic after the last attempt.
+  health probe (:meth:`~offsetlab.lab.experiments.outage_dependency.Dependency.probe`: a real
+  request with a timeout, the same the handlers make; it never reads the outage's schedule),
+  then processes them (or moves them back to the main topic); the dead-letter topic after the
+  last attempt.
 
 Both poll on threads of their own; their consumers assign themselves the partitions and
 commit under a group, without group membership (see :class:`_Loop`).
@@ -122,6 +124,9 @@ class RawMainTopicPipeline:
     def decode_dead_letter(self, value: bytes) -> int:
         return WorkItem.from_bytes(value).seq
 
+    def handled_topics(self) -> list[str]:
+        return [self.main_topic]
+
     def start(self, process: ProcessFn, on_dead_letter: DeadLetterFn) -> None:
         self._producer = producer = KafkaProducer(**self.broker.clients())
 
@@ -183,13 +188,16 @@ class RawRetryTopicPipeline:
         self.group = unique(name)
         self._loops: list[_Loop] = []
         self._producer: KafkaProducer | None = None
-        #: (partition, offset) the retrier is waiting on, and since when (monotonic)
 
     def encode(self, item: WorkItem) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
         return item.key.encode(), item.to_bytes(), []
 
     def decode_dead_letter(self, value: bytes) -> int:
         return WorkItem.from_bytes(value).seq
+
+    def handled_topics(self) -> list[str]:
+        # move-back: the retrier only moves copies; the handler sees them on the main topic
+        return [self.main_topic, self.retry_topic] if self.mode == "process" else [self.main_topic]
 
     def _copy(self, record: Any, *, topic: str, attempt: int, error: BaseException,
               reason: str, not_before: float | None) -> None:
@@ -236,7 +244,7 @@ class RawRetryTopicPipeline:
                 if tp in waiting:
                     continue  # rest of a batch of a partition we just paused
                 due = not_before_of(record.headers or []) or 0.0
-                if time.time() < due or not self.dependency.healthy():
+                if time.time() < due or not self.dependency.probe():
                     consumer.seek(tp, record.offset)  # leave it there, keep polling
                     consumer.pause(tp)
                     waiting[tp] = due
@@ -251,9 +259,10 @@ class RawRetryTopicPipeline:
                 _commit_next(consumer, record)
 
         def retry_idle(consumer: KafkaConsumer) -> None:
-            # the retrier's health probe: resume once the record is due and the dependency answers
+            # the retrier's health probe (a real request): resume once the record is due and
+            # the dependency answers it
             for tp, due in list(waiting.items()):
-                if time.time() >= due and self.dependency.healthy():
+                if time.time() >= due and self.dependency.probe():
                     del waiting[tp]
                     consumer.resume(tp)
 

@@ -4,7 +4,8 @@
 :class:`~offsetlab.lab.experiments.outage_scenario.OutageConfig`'s work items to every
 pipeline's main topic at ``rate_per_s``, waits until every item was processed or
 dead-lettered (or ``drain_timeout_s``), stops the pipelines and reads their dead-letter topics
-back from the broker. :class:`OutageRun` is what it recorded; its :meth:`OutageRun.handler_for`
+and the records of the topics their handlers read (:func:`read_deliveries`) back from the
+broker. :class:`OutageRun` is what it recorded; its :meth:`OutageRun.handler_for`
 is the handler every pipeline runs.
 """
 
@@ -20,6 +21,8 @@ from kafka import KafkaProducer
 
 from offsetlab.brokers import BrokerHandle
 from offsetlab.bus.deadline import Deadline
+from offsetlab.bus.headers import attempt_of
+from offsetlab.lab.experiments.outage_raw import RETRY_COUNT_HEADER
 from offsetlab.lab.experiments.outage_scenario import (
     DeadLetterFn,
     Dependency,
@@ -34,7 +37,7 @@ from offsetlab.lab.timeline import Timeline
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OutageRun", "run_outage"]
+__all__ = ["OutageRun", "run_outage", "read_deliveries", "attempt_of_record"]
 
 
 @dataclass
@@ -53,6 +56,20 @@ class OutageRun:
     finished: dict[str, bool] = field(default_factory=dict)
     #: from the first send until every item was handled (or the drain timed out)
     producing_t: tuple[float, float] = (0.0, 0.0)
+    #: per pipeline, read back from the broker after the run: seq -> the attempt numbers of
+    #: its records on the topics its handler reads (original 1, each copy its header), sorted
+    #: -- the deliveries the broker holds, independent of the handler's own recording
+    deliveries_read: dict[str, dict[int, list[int]]] = field(default_factory=dict)
+
+    def handler_calls(self, lane: str) -> dict[int, int]:
+        """seq -> the handler calls ``lane`` recorded (processed or failed)."""
+        counts: dict[int, int] = {}
+        for e in self.timeline.rows():
+            if e.who == lane and e.what in ("processed", "failed"):
+                assert isinstance(e.detail, dict)
+                seq = int(e.detail["seq"])
+                counts[seq] = counts.get(seq, 0) + 1
+        return dict(sorted(counts.items()))
 
     def handler_for(self, lane: str, dependency: Dependency) -> ProcessFn:
         def process(item: WorkItem, attempt: int) -> None:
@@ -138,4 +155,23 @@ def run_outage(broker: BrokerHandle, pipelines: Sequence[Pipeline], dependency: 
         run.dead_letters[p.name] = seqs
         for seq in seqs:
             timeline.record(p.name, "dead_lettered", detail={"seq": seq})
+        run.deliveries_read[p.name] = read_deliveries(broker, p)
     return run
+
+
+def attempt_of_record(headers: Sequence[tuple[str, bytes | None]] | None) -> int:
+    """The delivery number a record on a handled topic stands for: the seed's ``retry-count``
+    + 1 where it carries one, else the adapter's ``offsetlab-attempt`` (1 when absent)."""
+    raw = dict(headers or []).get(RETRY_COUNT_HEADER)
+    return int(raw) + 1 if raw else attempt_of(headers or [])
+
+
+def read_deliveries(broker: BrokerHandle, pipeline: Pipeline) -> dict[int, list[int]]:
+    """seq -> sorted attempt numbers of its records on ``pipeline.handled_topics()``, read
+    back from the broker."""
+    out: dict[int, list[int]] = {}
+    for topic in pipeline.handled_topics():
+        for record in read_topic(broker, topic):
+            out.setdefault(pipeline.decode_dead_letter(record.value), []).append(
+                attempt_of_record(record.headers))
+    return {seq: sorted(a) for seq, a in sorted(out.items())}

@@ -1,7 +1,8 @@
 """The outage E05 and E06 share, as data: the dependency, the work items, the scenario's
 parameters, and what a pipeline under test must do.
 
-:class:`Dependency` is down between two instants (:class:`DependencyDown` while it is);
+:class:`Dependency` (a TCP service, :mod:`~offsetlab.lab.experiments.outage_dependency`) is
+down between two instants (:class:`DependencyDown` for its callers while it is);
 :class:`OutageConfig` describes the run (how long and how fast the producer sends, which keys
 need the dependency, when the outage starts and how long it lasts) and makes the
 :class:`WorkItem` schedule; :class:`OutageWork` is a work item as an event of the adapter;
@@ -13,14 +14,13 @@ need the dependency, when the outage starts and how long it lasts) and makes the
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 from offsetlab.bus.errors import ConfigError
 from offsetlab.bus.events import Event
+from offsetlab.lab.experiments.outage_dependency import Dependency, DependencyDown
 
 __all__ = [
     "DependencyDown",
@@ -32,38 +32,6 @@ __all__ = [
     "DeadLetterFn",
     "Pipeline",
 ]
-
-
-class DependencyDown(ConnectionError):
-    """The dependency refused the call: it is down (retriable: a ``ConnectionError``)."""
-
-
-class Dependency:
-    """A dependency that is down between two ``time.monotonic()`` instants.
-
-    ``call()`` raises :class:`DependencyDown` while down; ``healthy()`` is its health probe
-    (what E06's retrier checks before it processes anything)."""
-
-    def __init__(self) -> None:
-        self.down_from = float("inf")
-        self.down_until = float("inf")
-        self.calls = 0
-        self.refused = 0
-        self._lock = threading.Lock()
-
-    def schedule(self, down_from: float, down_until: float) -> None:
-        self.down_from, self.down_until = down_from, down_until
-
-    def healthy(self, now: float | None = None) -> bool:
-        now = time.monotonic() if now is None else now
-        return not (self.down_from <= now < self.down_until)
-
-    def call(self) -> None:
-        with self._lock:
-            self.calls += 1
-            if not self.healthy():
-                self.refused += 1
-                raise DependencyDown("dependency down (connection refused)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -166,4 +134,9 @@ class Pipeline(Protocol):
     def stop(self) -> None: ...
 
     def decode_dead_letter(self, value: bytes) -> int:
-        """The ``seq`` of a record read back from :attr:`dead_letter_topic`."""
+        """The ``seq`` of a record read back from :attr:`dead_letter_topic` (or from any of
+        :meth:`handled_topics`: the copies carry the original's value)."""
+
+    def handled_topics(self) -> list[str]:
+        """The topics whose records the handler is called for (originals and copies): read
+        back, their records with their attempt headers are the deliveries the broker holds."""
