@@ -255,6 +255,19 @@ E05_POISON = "raw poison: dead-lettered"
 E05_ORDER = "raw transient: processing order"
 E05_CRASH_OFFSET = "raw crash, offset: [lost, duplicated]"
 E05_THROUGHPUT = "outage: healthy throughput during it, retry topic / main topic >= 1.25"
+E05_WINDOW = "copy-then-commit window, {}: message 2 processed [no kill, killed]"
+
+
+def _e05_window(f: Findings) -> str:
+    modes = []
+    for mode in ("raw", "bus"):
+        control, killed = f[E05_WINDOW.replace("{}", mode)]
+        if int(killed) > int(control):
+            modes.append(mode)
+    if modes:
+        return (f"a consumer killed after its copy was acknowledged and before its commit left a "
+                f"second copy: the retried message was processed twice ({', '.join(modes)})")
+    return "a kill between the copy's acknowledgement and the commit duplicated nothing"
 
 
 def _e05(f: Findings) -> str:
@@ -276,7 +289,8 @@ def _e05(f: Findings) -> str:
                 else "on a crash, committing offset re-processed nothing"),
         _clause(f, "outage", lambda f: "in an outage it holds healthy keys back (a retry "
                 "topic kept >= 1.25x their throughput)" if f.true(E05_THROUGHPUT)
-                else "in an outage a retry topic did not keep healthy keys 1.25x faster"))
+                else "in an outage a retry topic did not keep healthy keys 1.25x faster"),
+        _clause(f, "copy-then-commit window", _e05_window))
 
 
 # -- E06 ------------------------------------------------------------------------------------
@@ -285,6 +299,8 @@ E06_LOST = "outage: lost per pipeline"
 E06_RAW_FAILED = "outage: raw retriers' retries that failed during the outage [process, move-back]"
 E06_BUS_FAILED = "outage: bus-retry-topic retries that failed during the outage >= 1"
 E06_ORDER = "outage: retry topics processed some key out of order [raw, bus]"
+E06_BREAKER = ("outage: the same probe, healthy throughput during it, raw retrier / bus with "
+               "breaker >= 2")
 
 
 def _e06_retries(f: Findings) -> str:
@@ -306,6 +322,10 @@ def _e06(f: Findings) -> str:
         _clause(f, "loss", lambda f: "no pipeline lost an item" if not _nonzero(f[E06_LOST])
                 else f"items were lost {_nonzero(f[E06_LOST])}"),
         _clause(f, "retries", _e06_retries),
+        _clause(f, "breaker", lambda f: "the bus waiting on the same probe through a circuit "
+                "breaker paused the main topic too (the raw retrier kept >= 2x its healthy "
+                "throughput)" if f.true(E06_BREAKER) else "the bus's circuit breaker, on the same "
+                "probe, kept healthy keys within 2x of the raw retrier"),
         _clause(f, "order", lambda f: "the price: a key's later messages overtake its retried ones"
                 if any(f[E06_ORDER]) else "per-key order was kept"))
 
@@ -372,10 +392,12 @@ QUESTIONS: dict[str, Question] = {q.stem: q for q in (
              "is it offset or offset + 1?", (E04_SKIP, E04_OFFSET, E04_OFFSET1, E04_RUNNER), _e04),
     Question("05_main_topic_retry", "Can the main topic be its own retry queue (fail03), and "
              "what does its crash path do?",
-             (E05_TRANSIENT, E05_POISON, E05_ORDER, E05_CRASH_OFFSET, E05_THROUGHPUT), _e05),
+             (E05_TRANSIENT, E05_POISON, E05_ORDER, E05_CRASH_OFFSET, E05_THROUGHPUT,
+              E05_WINDOW.replace("{}", "raw"), E05_WINDOW.replace("{}", "bus")), _e05),
     Question("06_retry_topic", "Does a retry topic keep messages flowing while a dependency is "
              "down, where the main topic blocks?",
-             (E06_THROUGHPUT, E06_LOST, E06_RAW_FAILED, E06_BUS_FAILED, E06_ORDER), _e06),
+             (E06_THROUGHPUT, E06_LOST, E06_RAW_FAILED, E06_BUS_FAILED, E06_BREAKER, E06_ORDER),
+             _e06),
     Question("07_pause_on_dependency", "Can a consumer pause while a dependency is down, longer "
              "than the session timeout, without leaving its group?",
              (*(E07_OUTLASTED.format(p) for p in E07_PAUSERS),
