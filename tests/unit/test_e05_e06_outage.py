@@ -94,3 +94,44 @@ def test_summarize_counts_from_the_recorded_rows() -> None:
     assert s.loc["B", "healthy_in_outage"] == 0.0  # item 1 took 3 s, item 3 never processed
     assert s.loc["A", "keys_out_of_order"] == 0
     assert s.loc["B", "keys_out_of_order"] == 1    # key-0: seq 2 before seq 0
+
+
+def test_attempt_of_record_reads_either_header() -> None:
+    from offsetlab.bus.headers import ATTEMPT
+    from offsetlab.lab.experiments.outage_run import attempt_of_record
+
+    assert attempt_of_record(None) == 1
+    assert attempt_of_record([(outage.RETRY_COUNT_HEADER, b"2")]) == 3   # the seed's retry count
+    assert attempt_of_record([(ATTEMPT, (4).to_bytes(4, "big"))]) == 4    # the adapter's attempt
+
+
+def test_handler_calls_count_the_recorded_rows() -> None:
+    run = _recorded_run()
+    assert run.handler_calls("A") == {0: 2, 1: 1, 2: 2, 3: 1}
+    assert run.handler_calls("B") == {0: 3, 1: 1, 2: 1}
+
+
+def test_spreads_per_pipeline_and_repeats_must_be_positive() -> None:
+    from offsetlab.lab.experiments.outage_repeats import run_repeats, spreads
+
+    s1, s2 = outage.summarize(_recorded_run()), outage.summarize(_recorded_run())
+    stall = spreads([s1, s2], "healthy_stall_max_s")
+    assert set(stall) == {"A", "B"}
+    assert stall["A"]["values"] == [s1.loc["A", "healthy_stall_max_s"]] * 2
+    assert stall["B"]["values"] == []  # B processed no healthy item during the outage: NaN, left out
+    with pytest.raises(ValueError, match="repeats"):
+        run_repeats(None, lambda d: [], outage.OutageConfig(), 0)  # type: ignore[arg-type]
+
+
+def test_window_run_reads_copies_and_processed_calls() -> None:
+    from offsetlab.lab.experiments.e05_window import WindowRun
+
+    run = WindowRun(mode="raw", killed=True, fail_seq=2, n_messages=3, topic="t", group="g",
+                    exit_codes=[-9, 0],
+                    records=[(0, 0, 1), (1, 1, 1), (2, 2, 1), (3, 2, 2), (4, 2, 2)],
+                    calls=[(1, 0, 1, "processed"), (1, 2, 1, "failed"), (2, 2, 1, "failed"),
+                           (2, 2, 2, "processed"), (2, 2, 2, "processed"), (2, 0, 1, "processed")])
+    assert run.copies() == [2, 2]
+    assert run.processed() == {0: 2, 2: 2}
+    s = run.summary()
+    assert s["others processed twice"] == [0] and s["failing message processed"] == 2
