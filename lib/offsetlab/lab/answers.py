@@ -259,15 +259,10 @@ E05_WINDOW = "copy-then-commit window, {}: message 2 processed [no kill, killed]
 
 
 def _e05_window(f: Findings) -> str:
-    modes = []
-    for mode in ("raw", "bus"):
-        control, killed = f[E05_WINDOW.replace("{}", mode)]
-        if int(killed) > int(control):
-            modes.append(mode)
-    if modes:
-        return (f"a consumer killed after its copy was acknowledged and before its commit left a "
-                f"second copy: the retried message was processed twice ({', '.join(modes)})")
-    return "a kill between the copy's acknowledgement and the commit duplicated nothing"
+    modes = [m for m in ("raw", "bus") if (v := f[E05_WINDOW.format(m)]) and int(v[1]) > int(v[0])]
+    return (f"a consumer killed after its copy was acknowledged and before its commit left a "
+            f"second copy: the message was processed twice ({', '.join(modes)})" if modes else
+            "a kill between the copy's acknowledgement and the commit duplicated nothing")
 
 
 def _e05(f: Findings) -> str:
@@ -324,8 +319,8 @@ def _e06(f: Findings) -> str:
         _clause(f, "retries", _e06_retries),
         _clause(f, "breaker", lambda f: "the bus waiting on the same probe through a circuit "
                 "breaker paused the main topic too (the raw retrier kept >= 2x its healthy "
-                "throughput)" if f.true(E06_BREAKER) else "the bus's circuit breaker, on the same "
-                "probe, kept healthy keys within 2x of the raw retrier"),
+                "throughput)" if f.true(E06_BREAKER) else "the bus's circuit breaker, on the "
+                "same probe, kept healthy keys within 2x of the raw retrier"),
         _clause(f, "order", lambda f: "the price: a key's later messages overtake its retried ones"
                 if any(f[E06_ORDER]) else "per-key order was kept"))
 
@@ -393,7 +388,7 @@ QUESTIONS: dict[str, Question] = {q.stem: q for q in (
     Question("05_main_topic_retry", "Can the main topic be its own retry queue (fail03), and "
              "what does its crash path do?",
              (E05_TRANSIENT, E05_POISON, E05_ORDER, E05_CRASH_OFFSET, E05_THROUGHPUT,
-              E05_WINDOW.replace("{}", "raw"), E05_WINDOW.replace("{}", "bus")), _e05),
+              E05_WINDOW.format("raw"), E05_WINDOW.format("bus")), _e05),
     Question("06_retry_topic", "Does a retry topic keep messages flowing while a dependency is "
              "down, where the main topic blocks?",
              (E06_THROUGHPUT, E06_LOST, E06_RAW_FAILED, E06_BUS_FAILED, E06_BREAKER, E06_ORDER),
