@@ -94,6 +94,36 @@ def test_retrying_starts_again_only_on_group_never_settled() -> None:
         e07.retrying(broken)(None, e07.PauseParams())  # type: ignore[arg-type]
 
 
+def test_pause_params_keep_the_third_member_inside_the_outage() -> None:
+    e07.PauseParams(outage_s=10.0, rebalance_after_s=2.5, joiner_stays_s=2.0)
+    with pytest.raises(ConfigError, match="rebalance_after_s"):
+        e07.PauseParams(outage_s=10.0, rebalance_after_s=7.0, joiner_stays_s=2.0)
+    with pytest.raises(ConfigError, match="rebalance_after_s"):
+        e07.PauseParams(rebalance_after_s=0.0)
+
+
+@pytest.mark.parametrize("overrides, key", [
+    ({"sleep_s": 15.0}, "sleep_s"),                                   # not longer than both
+    ({"session_timeout_ms": 10000}, "factor of 2"),                   # 10 s vs 15 s: too close
+    ({"heartbeat_interval_ms": 2500}, "heartbeat_interval_ms"),
+    ({"rebalance": True, "joiner_after_s": 30.0}, "joiner_after_s"),
+])
+def test_clock_case_rejects_clocks_it_could_not_tell_apart(overrides: dict, key: str) -> None:
+    from offsetlab.lab.experiments.e07_clocks import ClockCase
+
+    with pytest.raises(ConfigError, match=key):
+        ClockCase(**{"session_timeout_ms": 6000, "max_poll_interval_ms": 15000, "sleep_s": 22.0,
+                     **overrides})
+
+
+def test_clock_cases_run_both_ways_round_and_name_them() -> None:
+    from offsetlab.lab.experiments.e07_clocks import clock_cases
+
+    names = [c.name for c in clock_cases(short_ms=6000, long_ms=15000, sleep_s=22, rebalance=True)]
+    assert names == ["rebalancing, session 6 s < max poll 15 s",
+                     "rebalancing, session 15 s > max poll 6 s"]
+
+
 # -- E08 -------------------------------------------------------------------------------------
 def test_story_params_reject_a_slow_phase_that_does_not_time_out() -> None:
     with pytest.raises(ConfigError, match="slow_s"):

@@ -46,7 +46,10 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 }
 JVM_OPTS = ["-Xms256m", "-Xmx768m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
             "-Djava.awt.headless=true", "-Dorg.slf4j.simpleLogger.defaultLogLevel=info",
-            "-Dorg.slf4j.simpleLogger.showDateTime=true"]
+            "-Dorg.slf4j.simpleLogger.showDateTime=true",
+            # wall-clock times (the default is milliseconds since start), so that a lab can
+            # line the group coordinator's INFO lines up with what its clients recorded
+            "-Dorg.slf4j.simpleLogger.dateTimeFormat=yyyy-MM-dd'T'HH:mm:ss.SSSZ"]
 
 
 def java_binary() -> str:

@@ -22,6 +22,7 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 from offsetlab.brokers import BrokerHandle
 from offsetlab.bus.deadline import Deadline
 from offsetlab.bus.errors import ConfigError
+from offsetlab.bus.transports.kafka_python import compat
 from offsetlab.lab.experiments.e07_watch import GroupNeverSettled, GroupWatcher, settle
 from offsetlab.lab.raw import committed_offsets, create_topic, end_offsets, unique
 from offsetlab.lab.timeline import (
@@ -65,11 +66,16 @@ class PauseParams:
     outage_s: float = 10.0
     session_timeout_ms: int = 6000
     heartbeat_interval_ms: int = 500
-    max_poll_interval_ms: int = 6500
+    max_poll_interval_ms: int = 3000
     failure_threshold: int = 3
     probe_interval_s: float = 0.5
     timeout_s: float = 60.0
     settle_timeout_s: float = 10.0
+    #: seconds after the messages are produced (the worker has paused by then) at which a
+    #: third member joins the group on a topic of its own, stays ``joiner_stays_s`` and leaves
+    #: (two rebalances while the worker is paused); None: no third member
+    rebalance_after_s: float | None = None
+    joiner_stays_s: float = 2.0
 
     def __post_init__(self) -> None:
         for key in ("messages", "partitions", "failure_threshold"):
@@ -88,9 +94,16 @@ class PauseParams:
             raise ConfigError(
                 f"PauseParams.outage_s={self.outage_s} must exceed session_timeout_ms and "
                 f"max_poll_interval_ms ({longest_ms} ms): raise outage_s or lower the timeouts")
-        for key in ("probe_interval_s", "timeout_s", "settle_timeout_s"):
+        for key in ("probe_interval_s", "timeout_s", "settle_timeout_s", "joiner_stays_s"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"PauseParams.{key} must be > 0")
+        if self.rebalance_after_s is not None and not (
+                0 < self.rebalance_after_s
+                and self.rebalance_after_s + self.joiner_stays_s + 2 <= self.outage_s):
+            raise ConfigError(
+                f"PauseParams.rebalance_after_s={self.rebalance_after_s}: the third member must "
+                f"join after the messages and have left 2 s before the outage ends "
+                f"(rebalance_after_s + joiner_stays_s + 2 <= outage_s={self.outage_s})")
 
     def group_settings(self) -> dict[str, Any]:
         """kafka-python consumer settings for both members."""
@@ -113,6 +126,11 @@ class OutageDependency:
         self._up_at = 0.0
         self._lock = threading.Lock()
         self.calls: list[tuple[str, bool]] = []  # (key, ok)
+
+    @property
+    def up_at(self) -> float:
+        """When the dependency answers again (on this object's clock)."""
+        return self._up_at
 
     def down_for(self, seconds: float) -> None:
         now = self._clock()
@@ -152,6 +170,9 @@ class ScenarioResult:
     watcher: Any = None
     #: how often the group never formed and the scenario started again (GroupNeverSettled)
     join_retries: int = 0
+    #: timeline times of the story's moments (``outage_end``; with a third member
+    #: ``rebalance_start``, ``joiner_left``) and ``paused_partition`` (the worker's partition)
+    marks: dict[str, float] = field(default_factory=dict)
 
 
 #: a strategy: runs one scenario against a broker and returns what happened
@@ -193,8 +214,17 @@ class RawMember(threading.Thread):
 
             consumer.partitions_for_topic(self.result.topic)  # metadata known before the join
             consumer.subscribe([self.result.topic], listener=Track(tl, self.who))
+            held_at = time.monotonic()
             while not self.stop.is_set():
                 self.step(consumer, consumer.poll(timeout_ms=100))
+                if self.assigned:  # what the rebalance listener was last handed
+                    held_at = time.monotonic()
+                elif time.monotonic() - held_at > 3 * self.result.params.heartbeat_interval_ms / 1000:
+                    # kafka-python 3.0.12 can abandon a rejoin (compat.unstick_join); three
+                    # heartbeats first leave every rebalance the protocol runs to itself
+                    if compat.unstick_join(consumer):
+                        tl.record(self.who, "unstuck join")
+                    held_at = time.monotonic()
         except Exception as exc:  # noqa: BLE001 - recorded, the scenario reports it
             self.result.errors[self.who] = f"{type(exc).__name__}: {exc}"
             tl.record(self.who, "error", detail={"error": f"{type(exc).__name__}"})
@@ -284,10 +314,16 @@ def run_story(broker: BrokerHandle, result: ScenarioResult, dependency: OutageDe
         result.settled_t = result.timeline.now()
         result.timeline.record("group", "settled", detail={"holds": sorted(map(len, holds()))})
         dependency.down_for(p.outage_s)
+        result.marks["outage_end"] = result.timeline.to_t(dependency.up_at)
+        result.marks["paused_partition"] = holds()[0][0]  # the worker's (it holds one)
         if produce is None:
             produce_keyed(broker, result)
         else:
             produce()
+        if p.rebalance_after_s is not None:
+            from offsetlab.lab.experiments.e07_rebalance import third_member_visits
+
+            third_member_visits(broker, result)
         end = {i: 0 for i in range(p.partitions)}
         for row in result.timeline.rows():
             if row.what == "produced" and row.partition is not None:

@@ -40,6 +40,8 @@ module re-exports what the notebook uses and runs strategies side by side.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from offsetlab.brokers import BrokerHandle
 from offsetlab.lab.experiments.e07_adapter import WorkItem, run_bus_depends_on, run_runner_breaker
 from offsetlab.lab.experiments.e07_core import (
@@ -67,12 +69,31 @@ __all__ = [
     "run_runner_breaker",
     "run_bus_depends_on",
     "run_side_by_side",
+    "run_repeated",
     "WorkItem",
     "summarize",
     "plot_comparison",
     "MEMBERSHIP",
     "LANES",
 ]
+
+
+#: at most this many scenarios at once (the fast profile's 4 strategies x 3 repeats)
+MAX_AT_ONCE = 12
+
+
+def run_repeated(broker: BrokerHandle, params: PauseParams, strategies: Sequence[Strategy],
+                 repeats: int) -> dict[str, list[ScenarioResult]]:
+    """Every strategy ``repeats`` times, side by side (own topics, groups and timelines), at
+    most :data:`MAX_AT_ONCE` at a time; results by strategy name, in the order given."""
+    jobs = [s for _ in range(repeats) for s in strategies]
+    runs = []
+    for i in range(0, len(jobs), MAX_AT_ONCE):
+        runs += run_side_by_side(broker, params, *jobs[i:i + MAX_AT_ONCE])
+    out: dict[str, list[ScenarioResult]] = {}
+    for r in runs:
+        out.setdefault(r.strategy, []).append(r)
+    return out
 
 
 def run_side_by_side(broker: BrokerHandle, params: PauseParams,

@@ -98,7 +98,8 @@ def _gone_after(frame: Any) -> float | None:
 
 
 #: lane order of the pictures (lanes a strategy did not use are left out)
-LANES = ("producer", "dependency", "breaker", "worker", listed("worker"), "peer", listed("peer"))
+LANES = ("producer", "dependency", "breaker", "worker", listed("worker"), "peer", listed("peer"),
+         "joiner", listed("joiner"))
 
 
 def plot_comparison(results: list[ScenarioResult], *, width: float = 11.0) -> Any:
