@@ -75,3 +75,44 @@ def test_per_message_handler_rejects_unknown_modes() -> None:
     with pytest.raises(ValueError, match="commit must be"):
         per_message_handler("offset-1", "skip")  # type: ignore[arg-type]
     assert mode_name("offset", "stop") == "commit offset, stop at the failure"
+
+
+def test_kill_case_reprocessed_and_lost() -> None:
+    from offsetlab.lab.experiments.e04_kill import KillCase
+
+    k = KillCase("offset", 5, 3, killed_processed=[1, 2, 3], restart_processed=[2, 3, 4, 5],
+                 committed_at_kill=1)
+    assert k.reprocessed() == [2, 3] and k.lost() == []
+    assert k.row()["committed at the kill (message it resumes at)"] == 2
+    gap = KillCase("offset+1", 5, 3, killed_processed=[1, 2, 3], restart_processed=[5])
+    assert gap.reprocessed() == [] and gap.lost() == [4]
+
+
+def test_max_poll_case_counts_handlings_beyond_the_first() -> None:
+    from offsetlab.lab.experiments.e04_max_poll import MaxPollCase
+
+    c = MaxPollCase(4, 0.25, 2000, 6000, 3)
+    c.handled = [(0, 0.1), (1, 0.2), (2, 0.3), (0, 1.1), (1, 1.2)]
+    c.batches = [(0.0, 0.8, 3), (1.0, 0.5, 2), (2.0, 0.0, 0)]
+    assert c.handled_counts() == {0: 2, 1: 2, 2: 1}
+    assert c.duplicates() == 2
+    assert c.batch_seconds() == [0.8, 0.5]
+
+
+def test_kill_worker_exits_when_its_orchestrator_goes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The worker never outlives the process that started it: stdin EOF ends it."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "offsetlab.lab.experiments.e04_kill_worker",
+                             "--bootstrap-servers", "127.0.0.1:1", "--topic", "t", "--group", "g",
+                             "--out", str(tmp_path / "out.txt"), "--mode", "offset+1", "--end", "5"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        assert proc.wait(timeout=20) == 3
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)

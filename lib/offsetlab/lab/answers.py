@@ -222,7 +222,10 @@ def _e03(f: Findings) -> str:
 E04_SKIP = "skipping a failure loses it, whatever is committed"
 E04_OFFSET = "commit offset: the restart starts at the last message processed before it"
 E04_OFFSET1 = "commit offset+1: the restart re-reads nothing it had processed"
-E04_RUNNER = "runner: lost == 0 and processed twice == 0"
+E04_RUNNER = "runner, handler raises: lost == 0 and processed twice == 0"
+E04_RUNNER_KILL = "runner: nothing processed twice after a handler exception, but after a kill"
+E04_MAX_POLL = ("max_poll: only the setting whose batches outlast max_poll_interval_ms got the "
+                "member removed")
 
 
 def _e04_off_by_one(f: Findings) -> str:
@@ -245,8 +248,20 @@ def _e04(f: Findings) -> str:
     return _join(
         head, _clause(f, "the off-by-one", _e04_off_by_one),
         _clause(f, "the runner", lambda f: "the runner (offset + 1 of what is done, stop at the "
-                "failure) lost and repeated nothing" if f.true(E04_RUNNER)
-                else "the runner lost or repeated a message"))
+                "failure) lost and repeated nothing after a handler exception" if f.true(E04_RUNNER)
+                else "the runner lost or repeated a message after a handler exception"),
+        _clause(f, "a kill", lambda f: "a consumer killed between processing and commit has "
+                "its restart process again what was not committed (the runner too)"
+                if f.true(E04_RUNNER_KILL)
+                else "the runner's kill case did not differ from its exception case"),
+        _clause(f, "max poll", _e04_max_poll))
+
+
+def _e04_max_poll(f: Findings) -> str:
+    if f.true(E04_MAX_POLL):
+        return ("a poll batch that took longer than max_poll_interval_ms got the member removed "
+                "(the broker's log) and its records handled again, a shorter one did not")
+    return "the member's removal did not follow the batch time against max_poll_interval_ms"
 
 
 # -- E05 ------------------------------------------------------------------------------------
@@ -401,7 +416,8 @@ QUESTIONS: dict[str, Question] = {q.stem: q for q in (
     Question("03_batch_failure", "Message 3 of a batch fails: can only 3 be left behind?",
              (E03_PAST_LOST, E03_RUNNER_LOST, E03_STALLED), _e03),
     Question("04_manual_commit_loss", "Commit per message: why is a failed message lost, and "
-             "is it offset or offset + 1?", (E04_SKIP, E04_OFFSET, E04_OFFSET1, E04_RUNNER), _e04),
+             "is it offset or offset + 1?",
+             (E04_SKIP, E04_OFFSET, E04_OFFSET1, E04_RUNNER, E04_RUNNER_KILL, E04_MAX_POLL), _e04),
     Question("05_main_topic_retry", "Can the main topic be its own retry queue (fail03), and "
              "what does its crash path do?",
              (E05_TRANSIENT, E05_POISON, E05_ORDER, E05_CRASH_OFFSET, E05_THROUGHPUT,

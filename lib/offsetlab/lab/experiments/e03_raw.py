@@ -25,6 +25,7 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from offsetlab.brokers import BrokerHandle
 from offsetlab.bus.deadline import Deadline
+from offsetlab.bus.transports.kafka_python.compat import unstick_join
 from offsetlab.lab.experiments.e03_scenario import (
     GROUP_SETTINGS,
     Attempt,
@@ -38,7 +39,7 @@ from offsetlab.lab.timeline import Timeline, TimelineRebalanceListener, record_c
 
 __all__ = ["raw_consumer", "at_end", "consume_until", "RawBatchHandler", "BatchLog",
            "commit_past_failure", "seek_back_at_failure", "run_raw_consumer",
-           "restart_and_finish", "run_raw_commit_past", "run_raw_seek_back"]
+           "restart_and_finish", "run_raw_commit_past", "run_raw_seek_back", "unstick_when_stuck"]
 
 
 def raw_consumer(broker: BrokerHandle, topic: str, group: str, who: str,
@@ -68,11 +69,20 @@ def consume_until(consumer: KafkaConsumer, done: Callable[[], bool], *,
         batch = consumer.poll(timeout_ms=100)
         if batch:
             yield batch
+        unstick_when_stuck(consumer)
         if done():
             return
         if deadline.expired():
             raise TimeoutError(f"consumer did not finish within {timeout_s} s "
                                f"(assignment {sorted(consumer.assignment())})")
+
+
+def unstick_when_stuck(consumer: KafkaConsumer) -> bool:
+    """kafka-python 3.0.12 can abandon a rejoin and leave the member holding nothing it is
+    fetched (:func:`~offsetlab.bus.transports.kafka_python.compat.unstick_join`); called
+    after every ``poll()``, as the bus's transport does, it asks for a fresh join when the
+    client finished a join nobody consumed. True when it did."""
+    return unstick_join(consumer)
 
 
 #: ``handler(consumer, records, log)``; returning ``False`` stops the consumer after this batch

@@ -102,7 +102,7 @@ def run_runner(broker: BrokerHandle, *, n_messages: int = 5, fail_message: int =
     restarted by the crash policy after ``backoff_s``); then a raw restart reads what is left."""
     result = new_scenario(broker, "runner", n_messages=n_messages, fail_message=fail_message,
                           fail_times=1, partitions=1, prefix="e04")
-    result.name = "runner (offsetlab.bus)"
+    result.name = "runner, handler raises"
     tl, numbers = result.timeline, result.by_position()
     committed: dict[int, int] = {}
     incarnations: list[tuple[list[int], list[int], list[int], dict[int, int]]] = []

@@ -1,0 +1,124 @@
+"""One E04 consumer process, to be SIGKILLed between processing a message and its commit.
+
+    python -m offsetlab.lab.experiments.e04_kill_worker --bootstrap-servers HOST:PORT \\
+        --topic T --group G --out FILE --mode offset+1|offset|runner [--kill-after OFFSET]
+
+The handler appends ``<offset>\\n`` to ``--out`` and flushes it to the kernel before it
+returns (as :mod:`offsetlab.lab.chaos_worker` does): what the file holds was processed,
+whatever happens to the process afterwards. Modes:
+
+- ``offset+1`` / ``offset``: a raw kafka-python poll loop committing ``offset + 1`` (or
+  ``offset``) after each processed record (E04's per-message commits);
+- ``runner``: the adapter's :class:`~offsetlab.bus.runner.ConsumerRunner` with a message
+  handler (it commits ``offset + 1`` of what is settled once per poll batch).
+
+With ``--kill-after OFFSET`` the worker, right after recording that offset as processed and
+before any commit of it, prints ``processed OFFSET`` and blocks: the orchestrator
+(:mod:`offsetlab.lab.experiments.e04_kill`) SIGKILLs it there. Without it (the restarted
+consumer) the worker exits 0 once it processed the topic's last offset and committed.
+
+The worker never outlives the orchestrator: it exits when its stdin reaches EOF (the
+orchestrator holds the other end; the kernel closes it when the orchestrator dies).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from collections.abc import Sequence
+
+MODES = ("offset+1", "offset", "runner")
+ORPHANED = 3
+
+
+def _watch_stdin() -> None:
+    def watch() -> None:
+        try:
+            while os.read(0, 4096):
+                pass
+        except OSError:
+            pass
+        print("orchestrator gone: exiting", flush=True)
+        os._exit(ORPHANED)
+
+    threading.Thread(target=watch, name="e04-stdin-watch", daemon=True).start()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="e04_kill_worker")
+    p.add_argument("--bootstrap-servers", required=True)
+    p.add_argument("--topic", required=True)
+    p.add_argument("--group", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--mode", choices=MODES, required=True)
+    p.add_argument("--kill-after", type=int, default=-1)
+    p.add_argument("--end", type=int, required=True, help="the topic's end offset (1 partition)")
+    p.add_argument("--timeout-s", type=float, default=60.0)
+    a = p.parse_args(argv)
+    _watch_stdin()
+    out = open(a.out, "a", encoding="ascii", buffering=1)  # noqa: SIM115
+    done = threading.Event()
+
+    def process(offset: int) -> None:
+        out.write(f"{offset}\n")
+        out.flush()
+        if offset == a.kill_after:
+            print(f"processed {offset}", flush=True)
+            threading.Event().wait()  # blocked before the commit; the orchestrator kills here
+
+    settings = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000,
+                "auto_offset_reset": "earliest"}
+    from offsetlab.bus.transports.kafka_python.compat import unstick_join, warmed_consumer
+
+    if a.mode == "runner":
+        from offsetlab.bus.config import CrashPolicy, RunnerConfig
+        from offsetlab.bus.runner import ConsumerRunner
+
+        def handler(record: object) -> None:
+            process(record.offset)  # type: ignore[attr-defined]
+            if record.offset == a.end - 1:  # type: ignore[attr-defined]
+                done.set()
+
+        runner = ConsumerRunner(RunnerConfig(bootstrap_servers=a.bootstrap_servers, group_id=a.group,
+                                             topics=(a.topic,), name=a.group,
+                                             crash_policy=CrashPolicy(restart=False),
+                                             consumer_settings=settings),
+                                handler=handler, consumer_factory=warmed_consumer((a.topic,)))
+        runner.run(timeout=a.timeout_s)
+        print("joined", flush=True)
+        ok = done.wait(a.timeout_s)
+        runner.stop()  # commits what is settled, leaves the group
+        return 0 if ok else 1
+
+    from kafka.structs import OffsetAndMetadata, TopicPartition
+
+    delta = 1 if a.mode == "offset+1" else 0
+    consumer = warmed_consumer((a.topic,))(bootstrap_servers=a.bootstrap_servers, group_id=a.group,
+                                           client_id=a.group, enable_auto_commit=False, **settings)
+    consumer.subscribe([a.topic])
+    deadline = time.monotonic() + a.timeout_s
+    joined = False
+    try:
+        while time.monotonic() < deadline:
+            batch = consumer.poll(timeout_ms=100)
+            unstick_join(consumer)  # kafka-python can abandon a rejoin: see compat.unstick_join
+            if consumer.assignment() and not joined:
+                joined = True
+                print("joined", flush=True)
+            for tp, records in batch.items():
+                for r in records:
+                    process(r.offset)
+                    consumer.commit({TopicPartition(tp.topic, tp.partition):
+                                     OffsetAndMetadata(r.offset + delta, "", -1)})
+                    if r.offset == a.end - 1:
+                        return 0
+        return 1
+    finally:
+        consumer.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
