@@ -25,6 +25,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from offsetlab.lab.experiments import e07_answer
+
 __all__ = ["QUESTIONS", "Answer", "Question", "answer_for", "experiment_label", "jsonable",
            "question_for"]
 
@@ -340,51 +342,7 @@ def _e06(f: Findings) -> str:
                 if any(f[E06_ORDER]) else "per-key order was kept"))
 
 
-# -- E07 ------------------------------------------------------------------------------------
-E07_PAUSERS = ("raw-pause", "bus-depends-on")
-E07_REBALANCED = "{}: rebalances during the outage >= 1"
-E07_SLEEP_REBALANCED = "raw-sleep: rebalances during the outage >= 1"
-E07_SLEEP_TWICE = "raw-sleep: messages processed twice >= 1"
-E07_SLEEP_BY = ("sleeping, session {} < max poll {}: worker removed by",
-                "sleeping, session {} > max poll {}: worker removed by")
-E07_KEPT = "sleeping, session {} < max poll {}: broker kept the sleeping worker past its session timeout"
-E07_HELD = "{} + rebalance: pause held through the rebalance"
-
-
-def _e07_sleep(f: Findings) -> str:
-    if not f.true(E07_SLEEP_REBALANCED):
-        return "sleeping in the handler did not cost a rebalance in this run"
-    if f.true(E07_SLEEP_TWICE):
-        return "sleeping in the handler instead lost the group: a rebalance, messages processed twice"
-    return "sleeping in the handler instead cost a rebalance, nothing processed twice"
-
-
-def _e07_clocks(f: Findings) -> str:
-    by = [str(f[name]) for name in E07_SLEEP_BY]
-    if by == ["max poll interval", "max poll interval"]:
-        kept = (", the broker kept it past its session timeout: heartbeats went on while it slept"
-                if f.true(E07_KEPT) else "")
-        return f"the broker removed the sleeping worker at its max poll interval in both settings{kept}"
-    return (f"the broker removed the sleeping worker by {by[0]} (session shorter) and by {by[1]} "
-            f"(max poll shorter)")
-
-
-def _e07_held(f: Findings) -> str:
-    broken = [p for p in E07_PAUSERS if not f.true(E07_HELD.format(p))]
-    if not broken:
-        return "the pause held through a rebalance (raw kafka-python and the bus)"
-    return f"a rebalance undid the pause ({', '.join(broken)})"
-
-
-def _e07(f: Findings) -> str:
-    moved = [p for p in E07_PAUSERS if f.true(E07_REBALANCED.format(p))]
-    if moved:
-        head = f"no: a paused consumer ({', '.join(moved)}) was rebalanced during the outage"
-    else:
-        head = ("yes: a consumer that pauses and keeps polling kept its place through an outage "
-                "longer than the session timeout and max poll interval")
-    return _join(head, _clause(f, "sleeping", _e07_sleep), _clause(f, "clocks", _e07_clocks),
-                 _clause(f, "rebalance while paused", _e07_held))
+# -- E07: offsetlab.lab.experiments.e07_answer (beside E07's finders) -----------------------
 
 
 # -- E08 ------------------------------------------------------------------------------------
@@ -427,10 +385,8 @@ QUESTIONS: dict[str, Question] = {q.stem: q for q in (
              (E06_THROUGHPUT, E06_LOST, E06_RAW_FAILED, E06_BUS_FAILED, E06_BREAKER, E06_ORDER),
              _e06),
     Question("07_pause_on_dependency", "Can a consumer pause while a dependency is down, longer "
-             "than the session timeout, without leaving its group?",
-             (*(E07_REBALANCED.format(p) for p in E07_PAUSERS),
-              E07_SLEEP_REBALANCED, E07_SLEEP_TWICE, *E07_SLEEP_BY, E07_KEPT,
-              *(E07_HELD.format(p) for p in E07_PAUSERS)), _e07),
+             "than the session timeout, without leaving its group?", e07_answer.RESTS_ON,
+             e07_answer.answer),
     Question("08_event_bus_end_to_end", "Can the seed's service keep its shape on Kafka: the "
              "same end state as on the in-memory bus?",
              (E08_SAME, E08_DIFFER, E08_PENDING, E08_OPEN_CALLS),
