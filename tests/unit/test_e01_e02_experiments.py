@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from offsetlab.bus.errors import ConfigError, JoinFailed
 from offsetlab.bus.lifecycle import RunnerState
+from offsetlab.lab.experiments import e01_rebalance, e01_restart
 from offsetlab.lab.experiments import e01_run_blocking as e01
 from offsetlab.lab.experiments import e02_errors as e02
 
@@ -25,6 +26,37 @@ def test_e01_settled_needs_every_member_disjoint_and_all_partitions() -> None:
     assert not e01.settled({"a": [0, 1, 2], "b": []}, 3)       # one member holds nothing
     assert not e01.settled({"a": [0, 1], "b": [1, 2]}, 3)      # a partition held twice
     assert not e01.settled({"a": [0], "b": [1]}, 3)            # partition 2 unheld
+
+
+def test_e01_restart_settings_keep_the_two_clocks_apart() -> None:
+    s = e01_restart.RestartSettings()
+    assert s.consumer() == {"session_timeout_ms": 10000, "heartbeat_interval_ms": 1000,
+                            "max_poll_interval_ms": 30000}
+    with pytest.raises(ConfigError, match="at least twice"):
+        e01_restart.RestartSettings(session_timeout_ms=10000, rebalance_timeout_ms=15000)
+    with pytest.raises(ConfigError, match="wait_s"):
+        e01_restart.RestartSettings(wait_s=20.0)
+    with pytest.raises(ConfigError, match="heartbeat"):
+        e01_restart.RestartSettings(session_timeout_ms=2000, heartbeat_interval_ms=1000,
+                                    rebalance_timeout_ms=4000)
+    with pytest.raises(ValueError, match="kind"):
+        e01_restart.restart_once(None, "sticky", s)  # type: ignore[arg-type]
+
+
+def test_e01_rebalance_settings_and_strategies() -> None:
+    assert set(e01_rebalance.STRATEGIES) == {"eager", "cooperative-sticky"}
+    assert e01_rebalance.STRATEGIES["cooperative-sticky"].name == "cooperative-sticky"
+    with pytest.raises(ConfigError, match="third"):
+        e01_rebalance.RebalanceSettings(heartbeat_interval_ms=10000, session_timeout_ms=20000)
+    with pytest.raises(ConfigError, match="too slow"):
+        e01_rebalance.RebalanceSettings(produce_every_s=0.2)
+
+
+def test_e01_longest_gap_counts_the_stretch_across_the_window_edges() -> None:
+    gap = e01_rebalance._longest_gap
+    assert gap([1.0, 1.1, 1.2, 3.5, 3.6], 1.15, 3.0) == 2.3  # 1.2 -> 3.5 overlaps the window
+    assert gap([], 1.0, 2.0) == 1.0                          # nothing handled at all
+    assert round(gap([0.5, 1.5, 2.5], 1.0, 2.0), 3) == 1.0
 
 
 def test_e01_raw_member_polls_and_assignment_inside_poll() -> None:

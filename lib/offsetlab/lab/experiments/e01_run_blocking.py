@@ -1,9 +1,9 @@
-"""E01 Does ``run()`` block? The scenarios of ``notebooks/01_run_blocking.ipynb``.
+"""E01 Does ``run()`` block? The raw and runner scenarios of ``notebooks/01_run_blocking.ipynb``.
 
 The seed (run01) started two KafkaJS consumers of one group on a 3-partition topic: the
 first caller did not await ``consumer.run()``, the second did; a producer wrote 5 messages
 3 s apart and each handler slept 1 s. ``await run()`` returned once the group join
-succeeded, 21 s later. Here the same shape runs three ways:
+succeeded, 21 s later. Here:
 
 - :func:`raw_members`: plain kafka-python. There is no ``run()``: ``subscribe()`` only
   records the subscription and the join happens inside ``poll()``, so each member polls on
@@ -14,9 +14,13 @@ succeeded, 21 s later. Here the same shape runs three ways:
   not-awaited caller calling ``start()`` and the awaited caller ``run()``, in the seed's
   order; their lifecycle events go on the timeline through
   :func:`~offsetlab.lab.timeline.runner_listener`.
-- :func:`join_sweep`: the join-time points on one broker the notebook started with its own
-  settings (two members together, a third arriving late, a new member after a member that
-  was killed without leaving).
+- :func:`run_return_latencies`: ``run()`` alone, ``repeats`` times, each on a new group:
+  how long after its assignment arrived ``run()`` returned.
+
+The other parts of E01 live beside this module: :mod:`.e01_join` (join times against the
+initial rebalance delay), :mod:`.e01_restart` (a killed member restarted, dynamic against
+static membership), :mod:`.e01_rebalance` (eager against cooperative-sticky assignment) and
+:mod:`.e01_findings` / :mod:`.e01_findings_groups` (the finders).
 
 Every function takes a broker handle and plain settings, and returns plain data; times are
 ``time.monotonic()`` values or seconds.
@@ -24,10 +28,6 @@ Every function takes a broker handle and plain settings, and returns plain data;
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -55,19 +55,15 @@ __all__ = [
     "Settings",
     "RawResult",
     "RunnerResult",
-    "JOIN_SCENARIOS",
     "raw_members",
     "runner_members",
     "produce_with_gap",
-    "join_sweep",
-
+    "run_return_latencies",
     "create_topic_for",
+    "make_runner",
+    "wait_until_e01",
     "settled",
 ]
-
-#: the sweep's scenarios, in the order the notebook runs and plots them
-JOIN_SCENARIOS = ("together", "late", "after killed member")
-
 
 @dataclass(frozen=True, kw_only=True)
 class Settings:
@@ -75,9 +71,7 @@ class Settings:
 
     ``session_timeout_ms``/``heartbeat_interval_ms`` are the consumers' (short, so a killed
     member is waited out quickly and Tansu answers a first join in about half of it);
-    ``poll_timeout_ms`` is the raw members' ``poll()`` timeout; ``killed_session_timeout_ms``
-    the session timeout of the member the sweep kills (the broker waits that long for it);
-    ``wait_s`` bounds every wait.
+    ``poll_timeout_ms`` is the raw members' ``poll()`` timeout; ``wait_s`` bounds every wait.
     """
 
     n_messages: int = 6
@@ -87,12 +81,11 @@ class Settings:
     session_timeout_ms: int = 6000
     heartbeat_interval_ms: int = 1000
     poll_timeout_ms: int = 100
-    killed_session_timeout_ms: int = 3000
     wait_s: float = 60.0
 
     def __post_init__(self) -> None:
         for key in ("n_messages", "partitions", "session_timeout_ms", "heartbeat_interval_ms",
-                    "poll_timeout_ms", "killed_session_timeout_ms"):
+                    "poll_timeout_ms"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"Settings.{key} must be an int > 0, got {value!r}")
@@ -118,7 +111,8 @@ def settled(assignments: Mapping[str, frozenset[Any] | set[Any] | list[Any]], pa
     return all(held) and sum(map(len, held)) == partitions and len(set().union(*held)) == partitions
 
 
-def _wait(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
+def wait_until_e01(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Wait for ``cond`` (every 10 ms), naming the E01 step in the timeout's message."""
     wait_until(cond, timeout_s=timeout_s, what=f"E01: {what}", interval_s=0.01)
 
 
@@ -227,10 +221,10 @@ def raw_members(broker: BrokerHandle, topic: str, group: str, timeline: Timeline
     try:
         for t in threads:
             t.start()
-        _wait(lambda: settled({m.name: m.assignment for m in members.values()}, s.partitions)
+        wait_until_e01(lambda: settled({m.name: m.assignment for m in members.values()}, s.partitions)
               or any(m.error for m in members.values()), s.wait_s, "raw members settled")
         produce_with_gap(broker, topic, timeline, s)
-        _wait(lambda: _count(timeline, names) >= s.n_messages
+        wait_until_e01(lambda: _count(timeline, names) >= s.n_messages
               or any(m.error for m in members.values()), s.wait_s, "raw members consumed all")
     finally:
         stop.set()
@@ -244,8 +238,10 @@ def _count(timeline: Timeline, lanes: tuple[str, ...]) -> int:
 
 
 # -- the adapter's runner --------------------------------------------------------------------
-def _runner(broker: BrokerHandle, topic: str, group: str, name: str, s: Settings,
-            handler: Callable[[Any], object], listeners: list[Any]) -> ConsumerRunner:
+def make_runner(broker: BrokerHandle, topic: str, group: str, name: str, s: Settings,
+                handler: Callable[[Any], object], listeners: list[Any]) -> ConsumerRunner:
+    """A runner of ``group`` on ``topic`` with the experiment's consumer settings (and warm
+    metadata, :func:`~offsetlab.lab.raw.warmed_consumer`)."""
     config = RunnerConfig(bootstrap_servers=broker.bootstrap_servers, group_id=group,
                           topics=(topic,), name=name, consumer_settings=s.consumer())
     return ConsumerRunner(config, handler=handler, listeners=listeners,
@@ -290,7 +286,7 @@ def runner_members(broker: BrokerHandle, topic: str, group: str, timeline: Timel
             time.sleep(s.handler_delay_s)
         return handle
 
-    runners = {lane: _runner(broker, topic, group, f"runner-{lane}", s, handler_for(lane),
+    runners = {lane: make_runner(broker, topic, group, f"runner-{lane}", s, handler_for(lane),
                              [runner_listener(timeline, lane)]) for lane in lanes}
     try:
         start_called = time.monotonic()
@@ -304,11 +300,11 @@ def runner_members(broker: BrokerHandle, topic: str, group: str, timeline: Timel
         run_returned = time.monotonic()
         timeline.record("awaited", "run() returned", at=run_returned)
         joins = {"awaited": awaited_join, "not-awaited": handle.wait(s.wait_s)}
-        _wait(lambda: settled({k: r.assignment() for k, r in runners.items()}, s.partitions),
+        wait_until_e01(lambda: settled({k: r.assignment() for k, r in runners.items()}, s.partitions),
               s.wait_s, "runners settled")
         assignments = {k: sorted(tp.partition for tp in r.assignment()) for k, r in runners.items()}
         produce_with_gap(broker, topic, timeline, s)
-        _wait(lambda: _count(timeline, lanes) >= s.n_messages, s.wait_s, "runners consumed all")
+        wait_until_e01(lambda: _count(timeline, lanes) >= s.n_messages, s.wait_s, "runners consumed all")
     finally:
         for r in runners.values():
             r.stop(timeout=30)
@@ -316,126 +312,25 @@ def runner_members(broker: BrokerHandle, topic: str, group: str, timeline: Timel
                         assignments)
 
 
-# -- the join-time sweep ---------------------------------------------------------------------
-_MEMBER_SCRIPT = """
-import sys
-from kafka import KafkaConsumer, ConsumerRebalanceListener
-bootstrap, topic, group, session, heartbeat = sys.argv[1:6]
-class L(ConsumerRebalanceListener):
-    def on_partitions_revoked(self, revoked): pass
-    def on_partitions_assigned(self, assigned):
-        if assigned:
-            print("assigned", flush=True)
-c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, client_id="killed-member",
-                  session_timeout_ms=int(session), heartbeat_interval_ms=int(heartbeat))
-c.partitions_for_topic(topic)  # metadata first, as warmed_consumer() does
-c.subscribe([topic], listener=L())
-while True:
-    c.poll(timeout_ms=100)
-"""
-
-
-def killed_heartbeat_ms(s: Settings) -> int:
-    """The heartbeat interval of the member the sweep kills: a quarter of its session."""
-    return max(1, s.killed_session_timeout_ms // 4)
-
-
-def _killed_member(broker: BrokerHandle, topic: str, group: str, s: Settings) -> float:
-    """A member in another process joins ``group``, then is SIGKILLed (it never sends
-    LeaveGroup, as a crashed or Ctrl-C'd script). Returns ``time.monotonic()`` of the kill."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _MEMBER_SCRIPT, broker.bootstrap_servers, topic, group,
-         str(s.killed_session_timeout_ms), str(killed_heartbeat_ms(s))],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
-    try:
-        got: list[str] = []
-        reader = threading.Thread(target=lambda: got.append(proc.stdout.readline() if proc.stdout else ""),
-                                  daemon=True)
-        reader.start()
-        reader.join(timeout=s.wait_s)
-        if not got or not got[0].startswith("assigned"):
-            raise TimeoutError(f"E01: the member to be killed did not join {group} within "
-                               f"{s.wait_s} s (exit code {proc.poll()})")
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-        killed = time.monotonic()
-        proc.wait(timeout=30)
-        if proc.stdout:
-            proc.stdout.close()
-    return killed
-
-
-def join_sweep(broker: BrokerHandle, s: Settings, *, late_s: float = 0.5,
-               killed_member: bool = True, make_name: Callable[[str], str] | None = None
-               ) -> list[dict[str, Any]]:
-    """The join-time points on ``broker`` (whose settings the caller chose), in order:
-
-    - ``together``: runners ``a`` and ``b`` of a new group ``start()`` at the same moment;
-    - ``late``: ``late_s`` after they settled, runner ``c`` joins the stable group;
-    - ``after killed member`` (if ``killed_member``): in a new group, a member in another
-      process joins and is SIGKILLed (it never sends LeaveGroup, like a crashed or Ctrl-C'd
-      script), then runner ``d`` starts at once: the group still counts the dead member
-      until the dead member's session timeout expires.
-
-    One dict per point: ``scenario``, ``join_s`` (the arriving runner's join duration as
-    its GroupJoin reports it: subscribe to first assignment; for ``together`` the later of
-    the two), ``settle_s`` (from the arriving runner's start until every live member holds
-    partitions), ``members`` (live members), ``generations`` (sorted generations of the
-    arriving runners' first joins); ``after killed member`` also has ``since_kill_s``, from
-    the SIGKILL until the new runner's ``run()`` returned with its join. The broker removes
-    the dead member no sooner than its session timeout after its last heartbeat, and that
-    heartbeat was at most one heartbeat interval (``killed_heartbeat_s``) before the kill, so
-    ``since_kill_s >= session timeout - killed_heartbeat_s`` whenever the dead member held
-    the join. Runners stop (and leave) on every exit path.
-    """
+def run_return_latencies(broker: BrokerHandle, topic: str, s: Settings, repeats: int, *,
+                         make_name: Callable[[str], str] | None = None) -> list[dict[str, float]]:
+    """``run()`` of one runner on a new group, ``repeats`` times (one after the other): per
+    repeat ``latency_ms`` (from the moment its assignment arrived, as its ``GroupJoin``
+    reports it, to ``run()`` returning), ``join_s`` (subscribe to assignment) and
+    ``run_s`` (the whole call). The runner stops (and leaves) after each."""
     name = make_name or unique
-    rows: list[dict[str, Any]] = []
-    runners: dict[str, ConsumerRunner] = {}
-
-    def make(n: str, topic: str, group: str) -> ConsumerRunner:
-        runners[n] = _runner(broker, topic, group, f"sweep-{n}", s, lambda r: None, [])
-        return runners[n]
-
-    def settle(members: tuple[str, ...], what: str) -> None:
-        _wait(lambda: settled({n: runners[n].assignment() for n in members}, s.partitions),
-              s.wait_s, what)
-
-    try:
-        topic, group = create_topic_for(broker, name("e01-sweep"), s), name("e01-sweep-group")
-        t0 = time.monotonic()
-        handles = {n: make(n, topic, group).start() for n in ("a", "b")}
-        joins = {n: h.wait(s.wait_s) for n, h in handles.items()}
-        settle(("a", "b"), "together: a and b settled")
-        rows.append({"scenario": "together", "join_s": max(j.duration_s for j in joins.values()),
-                     "settle_s": time.monotonic() - t0, "members": 2,
-                     "generations": sorted({j.generation for j in joins.values()})})
-        time.sleep(late_s)
-        t0 = time.monotonic()
-        join = make("c", topic, group).run(timeout=s.wait_s)
-        settle(("a", "b", "c"), "late: a, b and c settled")
-        rows.append({"scenario": "late", "join_s": join.duration_s,
-                     "settle_s": time.monotonic() - t0, "members": 3,
-                     "generations": [join.generation]})
-        if killed_member:
-            topic, group = create_topic_for(broker, name("e01-killed"), s), name("e01-killed-group")
-            killed = _killed_member(broker, topic, group, s)
-            t0 = time.monotonic()
-            join = make("d", topic, group).run(timeout=s.wait_s)
-            joined = time.monotonic()
-            settle(("d",), "after killed member: d settled")
-            rows.append({"scenario": "after killed member", "join_s": join.duration_s,
-                         "settle_s": time.monotonic() - t0, "members": 1,
-                         "generations": [join.generation], "since_kill_s": joined - killed})
-    finally:
-        for r in runners.values():
-            r.stop(timeout=30)
-    for row in rows:
-        for key in ("join_s", "settle_s", "since_kill_s"):
-            if key in row:
-                row[key] = round(row[key], 3)
-    return rows
+    out = []
+    for _ in range(repeats):
+        runner = make_runner(broker, topic, name("e01-run-group"), "runner-repeat", s, lambda r: None, [])
+        try:
+            called = time.monotonic()
+            join = runner.run(timeout=s.wait_s)
+            returned = time.monotonic()
+        finally:
+            runner.stop(timeout=30)
+        out.append({"latency_ms": round((returned - join.at) * 1000, 1),
+                    "join_s": round(join.duration_s, 3), "run_s": round(returned - called, 3)})
+    return out
 
 
 def create_topic_for(broker: BrokerHandle, name: str, s: Settings) -> str:
