@@ -14,9 +14,10 @@ the same story on one topic with ``partitions`` partitions and a group of two me
 The strategies (one function each, all returning a :class:`ScenarioResult`):
 
 - :func:`run_raw_sleep` -- raw kafka-python, the handler sleeps until the dependency is back
-  and does not poll. kafka-python 3 heartbeats on its IO thread, but once
-  ``max_poll_interval_ms`` passes without a ``poll()`` it leaves the group; the peer gets the
-  worker's partitions and processes them again; the worker's ``commit()`` then fails.
+  and does not poll. Which clock removes it is measured, not assumed, in
+  :mod:`~offsetlab.lab.experiments.e07_clocks` (the broker's log: with kafka-python 3.0.12 it
+  is the client's own ``LeaveGroup`` at ``max_poll_interval_ms``); the peer gets the worker's
+  partitions and processes them again; the worker's ``commit()`` then fails.
 - :func:`run_raw_pause` -- raw kafka-python: on a failed call the worker pauses the partition,
   seeks back to the record, and keeps polling; it resumes when the dependency answers again.
 - :func:`run_runner_breaker` -- the adapter's :class:`~offsetlab.bus.runner.ConsumerRunner`
