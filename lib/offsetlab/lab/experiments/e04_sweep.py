@@ -91,9 +91,11 @@ def plot_sweep(sweep: dict[int, list[MaxPollCase]]) -> Figure:
                 ax.plot([t], [case.n_messages], "|", color="black", markersize=8, zorder=3)
         ax.set_ylim(-1, case.n_messages + 1.5)
         ax.set_ylabel("offset handled")
-        ax.set_title(f"max_poll_records {n}: {n} x {case.handler_s} s = {case.batch_s_planned:.1f} s a "
-                     f"batch, max_poll_interval {interval:.1f} s (shaded after each batch's start)",
-                     fontsize=9)
+        longest = ", ".join(f"{max(c.batch_seconds(), default=0.0):.2f}" for c in cases)
+        dups = ", ".join(str(c.duplicates()) for c in cases)
+        ax.set_title(f"max_poll_records {n}: {n} x {case.handler_s} s a batch, max_poll_interval "
+                     f"{interval:.1f} s (shaded after each batch's start); repeat 1 of {len(cases)}\n"
+                     f"every repeat: longest batch {longest} s; handled again {dups}", fontsize=9)
     axes[-1].set_xlabel("seconds since the consumer started (blue: first handling, orange: again; "
                         "top: commits, | ok, x failed)")
     return fig
