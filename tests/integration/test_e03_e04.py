@@ -46,3 +46,23 @@ def test_runner_crash_restart_loses_nothing(kafka_broker: BrokerHandle) -> None:
     assert r.lost() == [] and r.duplicated() == []
     assert r.restart_delivered == ()
     assert r.committed == {0: 5}
+
+
+def test_a_kill_before_the_commit_is_reprocessed_by_the_restart(kafka_broker: BrokerHandle,
+                                                                 tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from offsetlab.lab.experiments.e04_kill import run_kill
+
+    k = run_kill(kafka_broker, tmp_path, style="offset+1", n_messages=5, kill_after=3)
+    assert k.killed_exit == -9
+    assert k.killed_processed == [1, 2, 3]
+    assert k.reprocessed() == [3] and k.lost() == []
+
+
+def test_a_batch_longer_than_max_poll_interval_gets_the_member_removed(kafka_broker: BrokerHandle) -> None:
+    from offsetlab.lab.experiments.e04_max_poll import removals, run_case
+
+    long = run_case(kafka_broker, max_poll_records=8, handler_s=0.25, max_poll_interval_ms=1000,
+                    n_messages=8, budget_s=6.0)
+    assert long.log_read and [k for _, k in removals(long.broker_lines)][:1] == ["LeaveGroup"]
+    assert long.duplicates() > 0
+    assert any(c == "CommitFailedError" for _, c in long.commits)
