@@ -196,3 +196,14 @@ def test_kept_partition_checks_the_premise() -> None:
     stuck = _paused(fetched=0)  # revoked again and never assigned: no fetch, but no partition either
     stuck.timeline.record("worker", "revoked", detail={"partitions": [1]}, at=stuck.timeline.t0 + 9.0)
     assert ff.kept_partition("raw-pause + rebalance", [stuck]).value is False
+
+
+def test_the_clock_and_spread_pictures_draw_hand_made_runs() -> None:
+    from offsetlab.lab.experiments import e07_plots
+
+    other = ClockCase(session_timeout_ms=15000, max_poll_interval_ms=6000, sleep_s=22, rebalance=True)
+    runs = {CASE.name: [_run(leave(15.6)), _run()], other.name: [_run(expired(6.1), case=other)]}
+    assert len(e07_plots.plot_clocks(runs).axes) == 1
+    rows = {"raw-sleep": [{**_row(), "longest_pause_s": None, "worker_gone_after_s": 3.2}],
+            "raw-pause": [{**_row(), "longest_pause_s": 9.6, "worker_gone_after_s": None}]}
+    assert len(e07_plots.plot_spread(rows, PauseParams()).axes) == 1

@@ -5,9 +5,7 @@
   the two timeouts;
 - :func:`plot_clocks`: per clock case, when the broker log removed the sleeping worker (one
   dot per repeat, a cross at the sleep's end when it was not removed), against its session
-  timeout and max poll interval (and the third member's arrival in a rebalancing case);
-- :func:`plot_paused_rebalance`: per strategy, records handed to the paused worker between
-  the third member's arrival and the dependency's return.
+  timeout and max poll interval (and the third member's arrival in a rebalancing case).
 """
 
 from __future__ import annotations
@@ -15,13 +13,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from offsetlab.lab.experiments.e07_findings import deliveries_while_paused, removal, removal_after_s
+from offsetlab.lab.experiments.e07_findings import removal, removal_after_s
 
 if TYPE_CHECKING:
     from offsetlab.lab.experiments.e07_clocks import ClockRun
-    from offsetlab.lab.experiments.e07_core import PauseParams, ScenarioResult
+    from offsetlab.lab.experiments.e07_core import PauseParams
 
-__all__ = ["plot_spread", "plot_clocks", "plot_paused_rebalance"]
+__all__ = ["plot_spread", "plot_clocks"]
 
 SESSION, POLL = "tab:blue", "tab:orange"
 
@@ -57,7 +55,7 @@ def plot_spread(summaries: Mapping[str, Sequence[Mapping[str, Any]]], params: Pa
                label=f"max poll interval {params.max_poll_interval_ms / 1000:g} s")
     ax.set_xlabel("seconds (one dot per repeat)")
     ax.set_xlim(left=0)
-    ax.legend(loc="lower right", fontsize="small")
+    ax.legend(loc="upper center", fontsize="small")
     ax.set_title("pause lengths and the sleeper's removal, every repeat")
     return fig
 
@@ -95,19 +93,4 @@ def plot_clocks(runs: Mapping[str, Sequence[ClockRun]], *, width: float = 11.0) 
     ax.set_xlim(left=0)
     ax.legend(loc="lower right", fontsize="small")
     ax.set_title("which clock removed the sleeping worker, read from the broker log")
-    return fig
-
-
-def plot_paused_rebalance(results: Mapping[str, Sequence[ScenarioResult]], *,
-                          width: float = 11.0) -> Any:
-    """Per strategy, one dot per repeat: records handed to the paused worker after the
-    third member arrived and before the dependency was back."""
-    from matplotlib.figure import Figure
-
-    rows = [(name, [deliveries_while_paused(r) for r in rs]) for name, rs in results.items()]
-    fig = Figure(figsize=(width * 0.6, 0.5 * len(rows) + 1.4), layout="constrained")
-    ax = fig.subplots()
-    _strip(ax, rows, color="black", s=22)
-    ax.set_xlabel("records delivered to the paused worker after the rebalance (one dot per repeat)")
-    ax.set_xlim(-0.5, max([1, *(v for _, vs in rows for v in vs)]) + 0.5)
     return fig
