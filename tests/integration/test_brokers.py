@@ -194,3 +194,22 @@ def test_settings_need_kind_kafka_even_through_external(kafka_broker):
         with start_broker("external", bootstrap_servers=kafka_broker.bootstrap_servers,
                           settings={"x": 1}):
             pass
+
+
+def test_a_kafka_start_is_not_fooled_by_another_broker_on_its_port(kafka_broker, monkeypatch):
+    """Two brokers starting at once: when another broker takes the port this one chose
+    (between its free-port check and its bind), the start must not report ready because that
+    other broker answers there (E02 once ran its auto-create-off scenario on such a broker).
+    Here the other broker is the session's, already listening on the port."""
+    from offsetlab.brokers import PortInUse
+    from offsetlab.brokers import kafka as kafka_mod
+
+    taken = int(kafka_broker.bootstrap_servers.rsplit(":", 1)[1])
+    monkeypatch.setattr(kafka_mod, "ensure_port_free", lambda port, host="127.0.0.1": None)
+    monkeypatch.setattr(kafka_mod, "free_port", iter([taken, kafka_mod.free_port()]).__next__)
+    broker = kafka_mod.KafkaBroker(start_timeout_s=60)
+    try:
+        with pytest.raises(PortInUse):
+            broker.start()
+    finally:
+        broker.close()

@@ -74,6 +74,18 @@ def java_major(java: str | None = None) -> int:
     return int(m.group(2)) if major == 1 and m.group(2) else major
 
 
+def _formatted_cluster_id(data_dir: Path) -> str | None:
+    """The cluster id a formatted data dir holds (``meta.properties``), e.g. one formatted
+    before (``--ignore-formatted`` keeps it)."""
+    meta = data_dir / "meta.properties"
+    if not meta.exists():
+        return None
+    for line in meta.read_text().splitlines():
+        if line.startswith("cluster.id="):
+            return line.split("=", 1)[1].strip()
+    return None
+
+
 def _props(settings: Mapping[str, Any]) -> str:
     def fmt(v: Any) -> str:
         return str(v).lower() if isinstance(v, bool) else str(v)
@@ -132,6 +144,7 @@ class KafkaBroker:
         """``kafka.tools.StorageTool format`` the data dir (a new cluster id). Retried: under
         heavy load (load average > 14 on 2 cores) it failed twice in a day of notebook runs."""
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        self.cluster_id = cluster_id
         tail = ""
         for attempt in range(1, attempts + 1):
             try:
@@ -145,6 +158,7 @@ class KafkaBroker:
                 tail = f"timed out after {exc.timeout} s"
                 continue
             if out.returncode == 0:
+                self.cluster_id = _formatted_cluster_id(self.data_dir) or cluster_id
                 return
             tail = "\n".join((out.stdout + out.stderr).splitlines()[-20:])
             log.warning("StorageTool format attempt %d/%d failed: %s", attempt, attempts, tail[-300:])
@@ -166,7 +180,9 @@ class KafkaBroker:
         )
         self.proc.start()
         try:
-            self.proc.wait_ready(self.bootstrap, self.start_timeout_s)
+            # ready when *this* cluster answers: with two brokers starting at once, the other
+            # one can take the port between our check and our bind, and would answer here
+            self.proc.wait_ready(self.bootstrap, self.start_timeout_s, cluster_id=self.cluster_id)
         except BrokerExited as exc:
             if "Address already in use" in log_tail(self.log_path, 200):
                 from .errors import PortInUse

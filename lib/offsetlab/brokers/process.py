@@ -44,8 +44,11 @@ def log_tail(path: Path, lines: int = 25) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def metadata_answers(bootstrap: str, timeout_s: float = 2.0, client_config: dict | None = None) -> bool:
-    """True when the broker answers a metadata request (not just an open port)."""
+def metadata_answers(bootstrap: str, timeout_s: float = 2.0, client_config: dict | None = None,
+                     *, cluster_id: str | None = None) -> bool:
+    """True when the broker answers a metadata request (not just an open port); with
+    ``cluster_id``, only when the cluster that answers is that one (not another broker that
+    took the port while this one started)."""
     from kafka import KafkaAdminClient
 
     try:
@@ -59,6 +62,8 @@ def metadata_answers(bootstrap: str, timeout_s: float = 2.0, client_config: dict
         return False
     try:
         cluster = admin.describe_cluster()
+        if cluster_id is not None and cluster.get("cluster_id") != cluster_id:
+            return False
         return bool(cluster.get("brokers"))
     except Exception:  # noqa: BLE001
         return False
@@ -93,8 +98,10 @@ class GuardedProcess:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def wait_ready(self, bootstrap: str, timeout_s: float, *, extra_check=None) -> float:
-        """Poll until a metadata request succeeds; return seconds waited."""
+    def wait_ready(self, bootstrap: str, timeout_s: float, *, extra_check=None,
+                   cluster_id: str | None = None) -> float:
+        """Poll until a metadata request succeeds (answered by ``cluster_id`` when given);
+        return seconds waited."""
         start = time.monotonic()
         deadline = start + timeout_s
         while True:
@@ -104,7 +111,8 @@ class GuardedProcess:
                     f"{self.name} exited with status {code} while starting; see {self.log_path}",
                     log_tail=log_tail(self.log_path),
                 )
-            if metadata_answers(bootstrap, timeout_s=1.0) and (extra_check is None or extra_check()):
+            if metadata_answers(bootstrap, timeout_s=1.0, cluster_id=cluster_id) and (
+                    extra_check is None or extra_check()):
                 return time.monotonic() - start
             if time.monotonic() > deadline:
                 self.stop()
