@@ -39,10 +39,12 @@ def check_auto_create_off(broker: BrokerHandle) -> None:
 
     A CI run once printed "1 partitions assigned" for *missing topic, auto-create off*. The
     names are unique per run (uuid), so the topic could only have been created by a broker
-    with auto-create on: a broker's start waits for *a* metadata answer at its port, so when
-    the port it chose was taken by another broker starting at the same time (two notebooks
-    in parallel), the clients may have been talking to that other broker. Checking the
-    setting on the broker the clients talk to makes that an error, not a wrong finding."""
+    with auto-create on: a broker's start used to accept *a* metadata answer at its port, so
+    when the port it chose was taken by another broker starting at the same time (two
+    notebooks in parallel), the clients talked to that other broker (fixed in
+    :mod:`offsetlab.brokers.kafka`: ready means its own cluster id answers). Checking the
+    setting on the broker the clients talk to keeps any such mix-up an error, not a wrong
+    finding."""
     value = broker_auto_create(broker.bootstrap_servers)
     if value != "false":
         raise RuntimeError(f"the broker at {broker.bootstrap_servers} reports "
