@@ -40,8 +40,8 @@ def plot_spread(groups: Mapping[str, Sequence[float]], *, ax: Axes | None = None
                     fontsize=7, color="#de2d26", va="bottom")
     for name, x in (marks or {}).items():
         ax.axvline(x, color="#636363", linestyle=":", linewidth=1)
-        ax.annotate(name, (x, len(labels) - 0.5), xytext=(2, -2), textcoords="offset points",
-                    fontsize=7, color="#636363", rotation=90, va="top")
+        ax.annotate(name, (x, -0.5), xytext=(2, -3), textcoords="offset points",
+                    fontsize=7, color="#636363", rotation=90, va="top", ha="left")
     ax.set_yticks(range(len(labels)), labels)
     ax.set_ylim(len(labels) - 0.5, -0.5)
     if log:
@@ -64,4 +64,6 @@ def plot_rebalance(frame: pd.DataFrame, summary: Mapping[str, Any], *, ax: Axes 
                   & frame.who.isin(["A", "B", "C"])].copy()
     shown.loc[shown.what == "handled", "what"] = "consumed"
     shown["t"] = shown.t - start
-    return plot_timeline(shown, ax=ax, lanes=["A", "B", "C"], title=title, annotate_other=True)
+    fig = plot_timeline(shown, ax=ax, lanes=["A", "B", "C"], title=title, annotate_other=True)
+    (ax or fig.axes[0]).set_xlabel("seconds since C subscribed")
+    return fig
