@@ -55,19 +55,15 @@ def test_run_returned_at_join_on_the_median() -> None:
 
 
 @flips(f1.together_joined)
-def test_together_joined_two_delays_and_no_delay() -> None:
-    one_delay = f1.together_joined(3000, [3.1, 3.2, 3.15])
-    two_delays = f1.together_joined(3000, [6.1, 6.2, 6.3])
+def test_together_joined_two_delays_or_not() -> None:
+    one_delay = f1.together_joined(3000, [3.1, 3.2, 3.15], 3000)
+    two_delays = f1.together_joined(3000, [6.1, 6.2, 6.3], 3000)
     assert assert_flips(one_delay, two_delays) == (False, True)
-    assert two_delays.name == "delay 3000 ms: two members starting together waited two delays"
-    held = f1.together_joined(0, [3.0, 3.1, 0.2], other_delay_ms=3000)
-    quick = f1.together_joined(0, [0.2, 1.3, 3.5], other_delay_ms=3000)
-    assert assert_flips(held, quick) == (False, True)
-    assert quick.name == "delay 0 ms: two members starting together joined in less than 3000 ms"
-    with pytest.raises(ValueError):
-        f1.together_joined(0, [0.2])
-    with pytest.raises(ValueError):
-        f1.together_joined(0, [0.2], other_delay_ms=1500, heartbeat_interval_ms=1000)
+    assert two_delays.name == "delay 3000 ms: two members starting together waited at least 1.5 x 3000 ms"
+    quick = f1.together_joined(0, [0.2, 3.6, 0.3], 3000)      # one abandoned join, restarted
+    held = f1.together_joined(0, [6.0, 6.1, 0.2], 3000)
+    assert assert_flips(quick, held) == (False, True)
+    assert quick.name == "delay 0 ms: two members starting together waited at least 1.5 x 3000 ms"
 
 
 @flips(f1.late_member_joined)
