@@ -207,3 +207,6 @@ def test_the_clock_and_spread_pictures_draw_hand_made_runs() -> None:
     rows = {"raw-sleep": [{**_row(), "longest_pause_s": None, "worker_gone_after_s": 3.2}],
             "raw-pause": [{**_row(), "longest_pause_s": 9.6, "worker_gone_after_s": None}]}
     assert len(e07_plots.plot_spread(rows, PauseParams()).axes) == 1
+    main = e07_plots.plot_main({"raw-pause": [_paused(fetched=1)]}, {"raw-pause": rows["raw-pause"]},
+                               PauseParams())
+    assert len(main.axes) == 2

@@ -1,6 +1,8 @@
 """E07's spread pictures: every repeat as a dot, beside the clocks and the outage.
 
-- :func:`plot_spread`: per strategy, the worker's longest pause (pausers) or the time until
+- :func:`plot_main`: the first run of each strategy as timelines, and the spread under them
+  (the notebook's main picture);
+- :func:`plot_spread` / :func:`spread_into`: per strategy, the worker's longest pause (pausers) or the time until
   the broker stopped listing it (the sleeper), one dot per repeat, against the outage and
   the two timeouts;
 - :func:`plot_clocks`: per clock case, when the broker log removed the sleeping worker (one
@@ -17,9 +19,9 @@ from offsetlab.lab.experiments.e07_findings import removal, removal_after_s
 
 if TYPE_CHECKING:
     from offsetlab.lab.experiments.e07_clocks import ClockRun
-    from offsetlab.lab.experiments.e07_core import PauseParams
+    from offsetlab.lab.experiments.e07_core import PauseParams, ScenarioResult
 
-__all__ = ["plot_spread", "plot_clocks"]
+__all__ = ["plot_main", "plot_spread", "spread_into", "plot_clocks"]
 
 SESSION, POLL = "tab:blue", "tab:orange"
 
@@ -33,20 +35,51 @@ def _strip(ax: Any, rows: Sequence[tuple[str, Sequence[float | None]]], **style:
     ax.invert_yaxis()
 
 
-def plot_spread(summaries: Mapping[str, Sequence[Mapping[str, Any]]], params: PauseParams,
-                *, width: float = 11.0) -> Any:
-    """Per strategy, one dot per repeat: the longest pause, or (for a strategy that never
-    paused) how long after its sleep began the broker stopped listing the worker."""
+def plot_main(runs: Mapping[str, Sequence[ScenarioResult]],
+              summaries: Mapping[str, Sequence[Mapping[str, Any]]], params: PauseParams,
+              *, width: float = 11.0) -> Any:
+    """The notebook's main picture: the first run of each strategy as timelines (as
+    :func:`~offsetlab.lab.experiments.e07_summary.plot_comparison` draws them), and under
+    them every run's pause, or the sleeper's removal, as dots (:func:`spread_into`)."""
     from matplotlib.figure import Figure
 
+    from offsetlab.lab.experiments.e07_summary import timeline_frames
+    from offsetlab.lab.plots import plot_timeline
+
+    frames = timeline_frames([rs[0] for rs in runs.values()])
+    heights = [h for *_, h in frames] + [0.5 * len(summaries) + 1.6]
+    fig = Figure(figsize=(width, sum(heights) + 0.5), layout="constrained")
+    grid = fig.add_gridspec(len(heights), 1, height_ratios=heights)
+    first = None
+    for i, (r, frame, lanes, _) in enumerate(frames):
+        ax = fig.add_subplot(grid[i], sharex=first)
+        first = first or ax
+        plot_timeline(frame, ax=ax, lanes=lanes,
+                      title=f"{r.strategy}, first run (circles: message processed)")
+    spread_into(fig.add_subplot(grid[-1]), summaries, params)
+    return fig
+
+
+def plot_spread(summaries: Mapping[str, Sequence[Mapping[str, Any]]], params: PauseParams,
+                *, width: float = 11.0) -> Any:
+    """:func:`spread_into` as a figure of its own."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, 0.5 * len(summaries) + 1.6), layout="constrained")
+    spread_into(fig.subplots(), summaries, params)
+    return fig
+
+
+def spread_into(ax: Any, summaries: Mapping[str, Sequence[Mapping[str, Any]]],
+                params: PauseParams) -> None:
+    """Per strategy, one dot per repeat: the longest pause, or (for a strategy that never
+    paused) how long after its sleep began the broker stopped listing the worker."""
     rows = []
     for name, runs in summaries.items():
         if any(r["longest_pause_s"] is not None for r in runs):
             rows.append((f"{name}: longest pause", [r["longest_pause_s"] for r in runs]))
         else:
             rows.append((f"{name}: worker unlisted after", [r["worker_gone_after_s"] for r in runs]))
-    fig = Figure(figsize=(width, 0.5 * len(rows) + 1.6), layout="constrained")
-    ax = fig.subplots()
     _strip(ax, rows, color="black", s=22)
     ax.axvline(params.outage_s, color="grey", ls="--", label=f"outage {params.outage_s:g} s")
     ax.axvline(params.session_timeout_ms / 1000, color=SESSION, ls=":",
@@ -56,8 +89,7 @@ def plot_spread(summaries: Mapping[str, Sequence[Mapping[str, Any]]], params: Pa
     ax.set_xlabel("seconds (one dot per repeat)")
     ax.set_xlim(left=0)
     ax.legend(loc="upper center", fontsize="small")
-    ax.set_title("pause lengths and the sleeper's removal, every repeat")
-    return fig
+    ax.set_title("every run: pause lengths, and when the broker stopped listing the sleeper")
 
 
 def plot_clocks(runs: Mapping[str, Sequence[ClockRun]], *, width: float = 11.0) -> Any:

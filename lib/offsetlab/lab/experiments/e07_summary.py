@@ -11,7 +11,7 @@ from offsetlab.lab.timeline import deliveries
 if TYPE_CHECKING:
     from offsetlab.lab.experiments.e07_core import ScenarioResult
 
-__all__ = ["MEMBERSHIP", "LANES", "summarize", "plot_comparison"]
+__all__ = ["MEMBERSHIP", "LANES", "summarize", "timeline_frames", "plot_comparison"]
 
 #: timeline kinds that mean "the group's assignment changed for this member"
 MEMBERSHIP = ("assigned", "revoked", "lost")
@@ -102,6 +102,19 @@ LANES = ("producer", "dependency", "breaker", "worker", listed("worker"), "peer"
          "joiner", listed("joiner"))
 
 
+def timeline_frames(results: list[ScenarioResult]) -> list[tuple[ScenarioResult, Any, list[str], float]]:
+    """Per result: the frame to draw (processed rows drawn as circles), its lanes, and a
+    height for its panel (inches)."""
+    out = []
+    for r in results:
+        frame = r.timeline.to_frame()
+        frame = frame[frame.what != "consumed"].copy()
+        frame.loc[frame.what == "processed", "what"] = "consumed"
+        lanes = [lane for lane in LANES if lane in set(frame.who)]
+        out.append((r, frame, lanes, 0.55 * len(lanes) + 0.9))
+    return out
+
+
 def plot_comparison(results: list[ScenarioResult], *, width: float = 11.0) -> Any:
     """One timeline per strategy, stacked on a shared time axis (a matplotlib Figure).
 
@@ -113,18 +126,11 @@ def plot_comparison(results: list[ScenarioResult], *, width: float = 11.0) -> An
 
     from offsetlab.lab.plots import plot_timeline
 
-    heights = []
-    frames = []
-    for r in results:
-        frame = r.timeline.to_frame()
-        frame = frame[frame.what != "consumed"].copy()
-        frame.loc[frame.what == "processed", "what"] = "consumed"
-        lanes = [lane for lane in LANES if lane in set(frame.who)]
-        frames.append((r, frame, lanes))
-        heights.append(0.55 * len(lanes) + 0.9)
+    frames = timeline_frames(results)
+    heights = [h for *_, h in frames]
     fig = Figure(figsize=(width, sum(heights) + 0.5), layout="constrained")
     axes = fig.subplots(len(results), 1, sharex=True, height_ratios=heights, squeeze=False)[:, 0]
-    for ax, (r, frame, lanes) in zip(axes, frames, strict=True):
+    for ax, (r, frame, lanes, _) in zip(axes, frames, strict=True):
         plot_timeline(frame, ax=ax, lanes=lanes,
                       title=f"{r.strategy} (circles: message processed)")
     return fig
