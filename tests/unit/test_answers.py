@@ -298,6 +298,9 @@ OUTCOMES = [
     ("07_pause_on_dependency", {}, "the pause held through a rebalance"),
     ("07_pause_on_dependency", {"raw-pause + rebalance: pause held through the rebalance": False},
      "a rebalance undid the pause (raw-pause)"),
+    ("07_pause_on_dependency", {"bus-depends-on + rebalance: pause held through the rebalance":
+                                "not tested: the partition did not come back while paused"},
+     "a rebalance while paused was not tested (bus-depends-on)"),
     ("07_pause_on_dependency", {}, "lost the group: a rebalance, messages processed twice"),
     ("07_pause_on_dependency", {"raw-sleep: messages processed twice >= 1": False},
      "cost a rebalance, nothing processed twice"),

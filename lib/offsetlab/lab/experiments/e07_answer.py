@@ -58,6 +58,9 @@ def _clocks(f: Findings) -> str:
 
 
 def _held(f: Findings) -> str:
+    untested = [p for p in PAUSERS if str(f[HELD.format(p)]).startswith("not tested")]
+    if untested:
+        return f"a rebalance while paused was not tested ({', '.join(untested)})"
     broken = [p for p in PAUSERS if not f.true(HELD.format(p))]
     if broken:
         return f"a rebalance undid the pause ({', '.join(broken)})"

@@ -230,14 +230,21 @@ def deliveries_while_paused(result: ScenarioResult) -> int:
     return len(rows)
 
 
+def handed_back(result: ScenarioResult) -> bool:
+    """The premise of one repeat: the worker was revoked, then its last membership row
+    before the dependency came back is an ``assigned`` holding the partition it paused."""
+    g = worker_partitions_after(result)
+    return (any(w == "revoked" for w, _ in g) and g[-1][0] == "assigned"
+            and result.marks.get("paused_partition") in g[-1][1])
+
+
 @finder("{}: worker was handed its partition again by the rebalance")
 def kept_partition(strategy: str, results: Sequence[ScenarioResult]) -> Finding:
     """The scenario's premise, measured: after the third member arrived the worker was
     revoked and assigned again, and held the partition it had paused when the dependency
     came back."""
     got = [worker_partitions_after(r) for r in results]
-    ok = [any(w == "revoked" for w, _ in g) and g[-1][0] == "assigned" and r.marks.get("paused_partition") in g[-1][1]
-          for g, r in zip(got, results, strict=True)]
+    ok = [handed_back(r) for r in results]
     return Finding(f"{strategy}: worker was handed its partition again by the rebalance",
                    bool(results) and all(ok),
                    rule="the worker's last membership row before the dependency was back is an "
@@ -257,8 +264,15 @@ def fetched_while_paused(strategy: str, results: Sequence[ScenarioResult]) -> Fi
 
 @finder("{}: pause held through the rebalance")
 def pause_held(strategy: str, results: Sequence[ScenarioResult]) -> Finding:
-    counts = [deliveries_while_paused(r) for r in results]
-    return Finding(f"{strategy}: pause held through the rebalance",
-                   bool(results) and all(c == 0 for c in counts),
+    """Judged only on the repeats whose premise held (:func:`handed_back`); with none, the
+    value says the question was not tested rather than True."""
+    tested = [r for r in results if handed_back(r)]
+    counts = [deliveries_while_paused(r) for r in tested]
+    value: bool | str = (all(c == 0 for c in counts) if tested
+                         else "not tested: the partition did not come back while paused")
+    return Finding(f"{strategy}: pause held through the rebalance", value,
                    rule="no record handed to the worker between the third member's arrival and the "
-                        "dependency's return, in every repeat", measured=counts)
+                        "dependency's return, in every repeat where the rebalance handed the "
+                        "paused partition back", measured={"records while paused": counts,
+                                                            "repeats tested": len(tested),
+                                                            "repeats": len(results)})
