@@ -135,3 +135,15 @@ def test_window_run_reads_copies_and_processed_calls() -> None:
     assert run.processed() == {0: 2, 2: 2}
     s = run.summary()
     assert s["others processed twice"] == [0] and s["failing message processed"] == 2
+
+
+def test_spread_table_says_none_for_a_pipeline_without_values() -> None:
+    """A repeat can leave a column empty for a pipeline (no retried item): shown as none."""
+    from offsetlab.lab.experiments import outage as outage_mod
+
+    table = outage_mod.spread_table(
+        {"stall": {"a": {"values": [1.0, 2.0], "median": 1.5, "min": 1.0, "max": 2.0},
+                   "b": {"values": [], "median": None, "min": None, "max": None}}},
+        {"failed": {"a": [0, 1], "b": [2]}})
+    assert table.loc["a", "stall"] == "1.50 [1.00-2.00]" and table.loc["b", "stall"] == "none"
+    assert table.loc["b", "failed"] == [2]

@@ -57,6 +57,7 @@ from offsetlab.lab.experiments.outage_repeats import (
     all_summaries,
     plot_spread,
     run_repeats,
+    spread_table,
     spreads,
 )
 from offsetlab.lab.experiments.outage_run import OutageRun, read_deliveries, run_outage
@@ -86,6 +87,7 @@ __all__ = [
     "run_outage",
     "run_repeats",
     "all_summaries",
+    "spread_table",
     "spreads",
     "plot_spread",
     "TIMED",

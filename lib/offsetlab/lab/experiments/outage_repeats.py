@@ -53,6 +53,22 @@ def spreads(summaries: Sequence[Any], column: str) -> dict[str, dict[str, Any]]:
             for name in pipelines}
 
 
+def spread_table(spread_by_column: dict[str, dict[str, dict[str, Any]]],
+                 extra: dict[str, dict[str, Any]] | None = None) -> Any:
+    """``{column: {pipeline: spread}}`` as a table of ``median [min-max]`` per pipeline
+    (``none`` where a pipeline had no value in any repeat), plus ``extra`` columns as given."""
+    import pandas as pd
+
+    def text(s: dict[str, Any]) -> str:
+        return f"{s['median']:.2f} [{s['min']:.2f}-{s['max']:.2f}]" if s["values"] else "none"
+
+    table = pd.DataFrame({column: {name: text(s) for name, s in per.items()}
+                          for column, per in spread_by_column.items()})
+    for column, values in (extra or {}).items():
+        table[column] = pd.Series(values)
+    return table.rename_axis("median [min-max] of the repeats")
+
+
 def plot_spread(summaries: Sequence[Any], *, title: str | None = None) -> Any:
     """One panel per timed column: every repeat's value per pipeline (dots) and the median
     (a bar), so the spread the findings' medians come from is visible."""
