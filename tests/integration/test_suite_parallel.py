@@ -13,9 +13,10 @@ from offsetlab.lab.suite import SuiteConfig, run_suite
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-#: the two fastest notebooks (README: the time budget); 07 also sits through an outage
-#: longer than its session timeout, the kind of timing a busier machine could shift
-SELECTION = ("00", "07")
+#: the two fastest notebooks (README: the time budget); 08 also waits on a circuit breaker's
+#: probe interval and re-produced retries on Kafka, the kind of timing a busier machine could
+#: shift (07, the earlier choice, now takes 70 s alone: too long to run twice here)
+SELECTION = ("00", "08")
 
 
 def findings(run_dir: Path) -> dict[str, object]:
@@ -34,7 +35,7 @@ def test_one_slot_and_two_slots_find_the_same(tmp_path: Path, monkeypatch) -> No
         runs[jobs] = result.run_dir
 
     serial, parallel = findings(runs[1]), findings(runs[2])
-    assert sorted(serial) == ["00_broker_smoke", "07_pause_on_dependency"]
+    assert sorted(serial) == ["00_broker_smoke", "08_event_bus_end_to_end"]
     assert all(serial.values()), serial  # every notebook found something
     for stem in serial:
         assert parallel[stem] == serial[stem], stem

@@ -240,6 +240,10 @@ OUTCOMES = [
     ("04_manual_commit_loss",
      {"max_poll: only the setting whose batches outlast max_poll_interval_ms got the member removed": False},
      "the member's removal did not follow the batch time"),
+    ("04_manual_commit_loss",
+     {"max_poll: only the setting whose batches outlast max_poll_interval_ms got the member removed":
+      "not read (no Kafka broker log)"},
+     "was not read (no broker log)"),
     ("05_main_topic_retry", {}, "yes: re-producing a failed message and committing offset + 1 "
                                 "loses nothing"),
     ("05_main_topic_retry", {"bus transient: [lost, duplicated, dead-lettered]": [[], [2], []]},

@@ -158,6 +158,9 @@ def test_max_poll_contrast() -> None:
     long_kept = timed([STABLE1, LEAVE1], 4.0)
     assert assert_flips(f.max_poll_contrast([short], [long]), f.max_poll_contrast([short], [long_kept])) == (
         True, False)
+    unread = timed([], 4.0)
+    unread.log_read = False  # a broker whose log is not ours: not read, rather than False
+    assert f.max_poll_contrast([short], [unread]).value == "not read (no Kafka broker log)"
 
 
 @flips(f.max_poll_progress)

@@ -35,21 +35,21 @@ log = logging.getLogger(__name__)
 __all__ = ["EXPECTED_S", "expected_durations", "schedule", "Record", "Pool", "progress",
            "error_of", "now"]
 
-#: Seconds each notebook took on the fast profile, run one at a time (``-j 1``, the median
-#: of three full runs; run.json's ``duration_s``) on the 2-core machine of the README's
-#: time-budget table, which shows the same numbers. Used for notebooks no earlier run of the
-#: same profile has a duration for (a fresh clone); a notebook in neither is scheduled
-#: first, since it may be the longest.
+#: Seconds each notebook took on the fast profile, run one at a time (``-j 1``; run.json's
+#: ``duration_s``, one full run after issue 11's research audit) on the 2-core machine of the
+#: README's time-budget table, which shows the same numbers. Used for notebooks no earlier
+#: run of the same profile has a duration for (a fresh clone); a notebook in neither is
+#: scheduled first, since it may be the longest.
 EXPECTED_S: dict[str, float] = {
-    "00_broker_smoke": 8.7,
-    "01_run_blocking": 43.7,
-    "02_errors_and_events": 40.5,
-    "03_batch_failure": 29.4,
-    "04_manual_commit_loss": 42.6,
-    "05_main_topic_retry": 27.9,
-    "06_retry_topic": 30.5,
-    "07_pause_on_dependency": 23.3,
-    "08_event_bus_end_to_end": 17.9,
+    "00_broker_smoke": 8.8,
+    "01_run_blocking": 83.3,
+    "02_errors_and_events": 48.1,
+    "03_batch_failure": 32.3,
+    "04_manual_commit_loss": 86.9,
+    "05_main_topic_retry": 80.3,
+    "06_retry_topic": 84.1,
+    "07_pause_on_dependency": 68.6,
+    "08_event_bus_end_to_end": 17.3,
 }
 #: after an interrupt, kernels that are still running this long after their SIGINT are killed
 KILL_AFTER_S = 10.0
