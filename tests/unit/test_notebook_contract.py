@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -29,3 +30,37 @@ def test_main_plot_cell_shows_a_picture(path: Path):
     assert any("image/png" in o.get("data", {}) for o in outputs), (
         f"{path.name}: the main-plot cell has no image/png output: "
         f"{[list(o.get('data', {})) or o.get('output_type') for o in outputs]}")
+
+
+ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?!tmp/)[\w.-]+/[\w./-]+")
+
+
+def _texts(outputs: list[dict]) -> str:
+    """The text nbval compares: streams and text/plain (images are not compared)."""
+    parts = []
+    for o in outputs:
+        parts.append("".join(o.get("text", [])))
+        parts.append("".join(o.get("data", {}).get("text/plain", [])))
+    return "\n".join(parts)
+
+
+def checkout_paths(nb: dict) -> list[int]:
+    """Code cells nbval compares whose outputs hold an absolute path outside /tmp."""
+    return [i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code"
+            and "nbval-ignore-output" not in c.get("metadata", {}).get("tags", [])
+            and ABSOLUTE_PATH.search(_texts(c.get("outputs", [])))]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_compared_outputs_name_no_checkout_path(path: Path) -> None:
+    """nbval compares these outputs on a fresh clone elsewhere: a path of the checkout in them
+    (a returned ``PosixPath``) differs there (the sanitizer maps only /tmp paths)."""
+    assert not checkout_paths(json.loads(path.read_text())), path.name
+
+
+def test_the_path_check_catches_a_returned_path() -> None:
+    cell = {"cell_type": "code", "metadata": {}, "outputs": [{"data": {"text/plain": [
+        "PosixPath('/work/main/data/scratch/04_manual_commit_loss/max_poll.csv')"]}}]}
+    ok = {"cell_type": "code", "metadata": {}, "outputs": [{"text": [
+        "start/run: returns dict | kafka-python / notes: TMPPATH /tmp/x/y"]}]}
+    assert checkout_paths({"cells": [ok, cell]}) == [1]
