@@ -64,3 +64,12 @@ def test_the_path_check_catches_a_returned_path() -> None:
     ok = {"cell_type": "code", "metadata": {}, "outputs": [{"text": [
         "start/run: returns dict | kafka-python / notes: TMPPATH /tmp/x/y"]}]}
     assert checkout_paths({"cells": [ok, cell]}) == [1]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_findings_cells_are_compared_by_nbval(path: Path) -> None:
+    """A findings cell tagged nbval-ignore-output would hide a finding that changed."""
+    cells = _cells(path, "findings")
+    assert cells, f"{path.name} has no findings cell"
+    hidden = [c for c in cells if "nbval-ignore-output" in c["metadata"].get("tags", [])]
+    assert not hidden, f"{path.name}: findings cells tagged nbval-ignore-output"
