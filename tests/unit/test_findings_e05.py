@@ -173,14 +173,6 @@ def test_lost_and_duplicated_are_summed_over_the_repeats() -> None:
                         fo.duplicated_per_pipeline(bad))[1] == {"a": 0, "b": 2}
 
 
-@flips(fo.bus_rebalances)
-def test_bus_rebalances_only_bus_pipelines() -> None:
-    quiet = [summary(**{"raw-x": row(rebalances=pd.NA), "bus-a": row()})]
-    moved = [summary(**{"raw-x": row(rebalances=pd.NA), "bus-a": row(rebalances=2)})]
-    assert assert_flips(fo.bus_rebalances(quiet), fo.bus_rebalances(moved)) == ({"bus-a": 0},
-                                                                                {"bus-a": 2})
-
-
 @flips(fo.healthy_throughput_ratio)
 def test_healthy_throughput_ratio_on_medians() -> None:
     blocked = {"bus-retry-topic": spread([1.0, 1.0, 0.9]), "bus-main-topic": spread([0.5, 0.4, 0.6])}

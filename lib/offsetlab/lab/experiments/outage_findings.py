@@ -18,7 +18,7 @@ from typing import Any
 from offsetlab.lab.findings import Finding, finder
 
 __all__ = ["every_item_accounted", "lost_per_pipeline", "duplicated_per_pipeline",
-           "bus_rebalances", "healthy_throughput_ratio", "stall_ratio",
+           "healthy_throughput_ratio", "stall_ratio",
            "retry_topic_out_of_order", "retry_topics_out_of_order", "dead_lettered_outage_items",
            "dead_letter_deliveries", "failed_retries_raw", "failed_retries_bus",
            "raw_max_deliveries", "slowest_retried_raw_vs_bus", "probe_throughput"]
@@ -50,15 +50,6 @@ def duplicated_per_pipeline(summaries: Sequence[Any]) -> Finding:
     return Finding("outage: duplicated per pipeline", total,
                    rule="processed more than once; summed over the repeats",
                    measured=[{k: int(v) for k, v in s["duplicated"].items()} for s in summaries])
-
-
-@finder("outage: bus subscriptions' rebalances while producing")
-def bus_rebalances(summaries: Sequence[Any]) -> Finding:
-    names = [k for k in summaries[0].index if str(k).startswith("bus-")]
-    total = {k: sum(int(s.loc[k, "rebalances"]) for s in summaries) for k in names}
-    return Finding("outage: bus subscriptions' rebalances while producing", total,
-                   rule="partitions revoked or lost (the bus's lifecycle) while items flowed; "
-                        "summed over the repeats")
 
 
 @finder("outage: healthy throughput during it, retry topic / main topic >= 1.25")
