@@ -1,7 +1,8 @@
 """One E04 consumer process, to be SIGKILLed between processing a message and its commit.
 
     python -m offsetlab.lab.experiments.e04_kill_worker --bootstrap-servers HOST:PORT \\
-        --topic T --group G --out FILE --mode offset+1|offset|runner [--kill-after OFFSET]
+        --topic T --group G --out FILE --mode offset+1|offset|runner --end N [--kill-after OFFSET] \\
+        [--timeout-s S] [--parent-pid PID]
 
 The handler appends ``<offset>\\n`` to ``--out`` and flushes it to the kernel before it
 returns (as :mod:`offsetlab.lab.chaos_worker` does): what the file holds was processed,
@@ -17,34 +18,64 @@ before any commit of it, prints ``processed OFFSET`` and blocks: the orchestrato
 (:mod:`offsetlab.lab.experiments.e04_kill`) SIGKILLs it there. Without it (the restarted
 consumer) the worker exits 0 once it processed the topic's last offset and committed.
 
-The worker never outlives the orchestrator: it exits when its stdin reaches EOF (the
-orchestrator holds the other end; the kernel closes it when the orchestrator dies).
+The worker never outlives the orchestrator, three ways over:
+
+- at start it asks the kernel for ``SIGKILL`` when its parent dies (``PR_SET_PDEATHSIG``, Linux
+  only; elsewhere the call fails and is ignored). The kernel sends it when the *thread* that
+  spawned the worker exits, which is fine here: :func:`~offsetlab.lab.experiments.e04_kill.run_kill`
+  kills and reaps its workers before it returns;
+- it exits (status :data:`ORPHANED`) when its stdin reaches EOF (the orchestrator holds the
+  other end; the kernel closes it when the orchestrator dies) or when its parent process
+  changes (:func:`offsetlab.lab.chaos_worker._watch_parent`, the chaos workers' watch);
+- with ``--parent-pid PID`` (the orchestrator passes its own) it exits at once if its parent
+  is already another process when it starts (the parent died before the watches were set).
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import os
+import signal
 import sys
 import threading
 import time
 from collections.abc import Sequence
 
+# the chaos workers' watch (stdin EOF or a new parent process): one copy of it
+from offsetlab.lab.chaos_worker import ORPHANED, _watch_parent
+
 MODES = ("offset+1", "offset", "runner")
-ORPHANED = 3
+PR_SET_PDEATHSIG = 1
 
 
-def _watch_stdin() -> None:
-    def watch() -> None:
-        try:
-            while os.read(0, 4096):
-                pass
-        except OSError:
-            pass
+def set_pdeathsig(sig: int = signal.SIGKILL) -> bool:
+    """Ask the kernel to send ``sig`` to this process when its parent (thread) dies
+    (``prctl(PR_SET_PDEATHSIG)``). False where that is not available (not Linux)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return int(libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _orphaned() -> None:
+    try:  # stdout is a pipe to the orchestrator, which is gone: the print may raise
         print("orchestrator gone: exiting", flush=True)
+    finally:
         os._exit(ORPHANED)
 
-    threading.Thread(target=watch, name="e04-stdin-watch", daemon=True).start()
+
+def guard(parent_pid: int | None = None) -> None:
+    """Make sure this process dies with its parent (see the module docstring): the death
+    signal, then the check that the parent is still ``parent_pid``, then the watches."""
+    set_pdeathsig()
+    if parent_pid is not None and os.getppid() != parent_pid:
+        _orphaned()  # the parent died before the death signal was set: nobody would send it
+    _watch_parent(_orphaned, threading.Event())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,8 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--kill-after", type=int, default=-1)
     p.add_argument("--end", type=int, required=True, help="the topic's end offset (1 partition)")
     p.add_argument("--timeout-s", type=float, default=60.0)
+    p.add_argument("--parent-pid", type=int, default=None,
+                   help="the orchestrator's pid: exit at once if the parent is already another")
     a = p.parse_args(argv)
-    _watch_stdin()
+    guard(a.parent_pid)
     out = open(a.out, "a", encoding="ascii", buffering=1)  # noqa: SIM115
     done = threading.Event()
 
