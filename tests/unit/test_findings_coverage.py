@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
-from offsetlab.lab.findings import Finder, all_finders
+from offsetlab.lab.findings import Finder, all_finders, template_pattern
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -34,8 +34,9 @@ def printed_findings(path: Path) -> list[str]:
 
 
 def line_pattern(template: str) -> re.Pattern[str]:
-    """A printed line ``<name>: <value>`` whose name fits ``template``."""
-    return re.compile(".+?".join(re.escape(p) for p in template.split("{}")) + r": .*\Z")
+    """A printed line ``<name>: <value>`` whose name fits ``template`` (the finder's own
+    :func:`template_pattern`, followed by ``: <value>``)."""
+    return re.compile(template_pattern(template).pattern.removesuffix(r"\Z") + r": .*\Z")
 
 
 def finders_of_line(line: str, finders: list[Finder]) -> list[Finder]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from offsetlab.lab.experiments import e02_findings as f
 from offsetlab.lab.findings import assert_flips, flips
 
@@ -43,3 +44,5 @@ def test_runner_ended_after_stop() -> None:
     assert restarting.value is False
     assert running.name == ("runner / broker stopped while running: ended by itself within 9 s of the "
                             "stop (session timeout 6 s)")
+    with pytest.raises(ValueError, match="must exceed the session timeout"):
+        f.runner_ended_after_stop({"state": "RUNNING", "after_s": 5.0}, 6.0)

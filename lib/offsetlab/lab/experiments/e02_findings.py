@@ -43,6 +43,10 @@ def runner_ended_after_stop(stopped: Mapping[str, Any], session_timeout_s: float
     that gives up once its coordinator is lost would show as True). A runner still RUNNING,
     or restarting (STARTING), has not ended."""
     after = stopped["after_s"]
+    if after <= session_timeout_s:
+        raise ValueError(f"watched {after:g} s after the stop: must exceed the session timeout "
+                         f"({session_timeout_s:g} s), or a runner that gives up when its session "
+                         f"expires could not show it")
     return Finding(f"runner / broker stopped while running: ended by itself within {after:g} s of "
                    f"the stop (session timeout {session_timeout_s:g} s)",
                    stopped["state"] in ("STOPPED", "CRASHED"),

@@ -10,12 +10,11 @@
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from offsetlab.lab.broker_log import REMOVALS, GroupLogEvent
-from offsetlab.lab.findings import Finding, finder
+from offsetlab.lab.findings import Finding, finder, median_of
 
 if TYPE_CHECKING:
     from offsetlab.lab.experiments.e07_clocks import ClockRun
@@ -29,8 +28,7 @@ __all__ = ["CLOCK_OF", "removal", "removal_after_s", "removal_rows", "broker_lin
 
 
 def _median(values: Sequence[float | int | None]) -> float | None:
-    vals = [v for v in values if v is not None]
-    return statistics.median(vals) if vals else None
+    return median_of(list(values))
 
 
 # -- the strategies side by side -----------------------------------------------------------
