@@ -8,10 +8,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
-from offsetlab.lab.findings import Finder, all_finders, template_pattern
+from offsetlab.lab.findings import FLIPPED, Finder, all_finders, template_pattern
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -73,6 +74,25 @@ def test_every_finder_has_a_test_where_it_comes_out_the_other_way() -> None:
     covered = flipped_ids()
     missing = [f.id for f in all_finders() if f.id not in covered]
     assert not missing, f"finders with no @flips test in tests/unit/test_findings_*.py: {missing}"
+
+
+def test_every_finder_is_seen_coming_out_both_ways_by_its_tests() -> None:
+    """The ``@flips`` mark is backed by the test body: run every marked test and check that
+    each finder made at least one name :func:`assert_flips` saw with two values (a finder's
+    templates are one piece of code under several labels: strategy, scenario, case)."""
+    FLIPPED.clear()
+    for path in FLIP_MODULES:
+        spec = importlib.util.spec_from_file_location(f"_run_{path.stem}", path)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses defined in a test look their module up
+        spec.loader.exec_module(module)
+        for obj in list(vars(module).values()):
+            if getattr(obj, "__flips__", None):
+                obj()
+    unflipped = [f.id for f in all_finders()
+                 if not any(template_pattern(t).match(name) for t in f.templates for name in FLIPPED)]
+    assert not unflipped, f"finders no flip test showed coming out both ways: {unflipped}"
 
 
 def test_every_finder_is_used_by_a_committed_notebook() -> None:

@@ -52,7 +52,8 @@ from typing import IO, Any, ClassVar
 from offsetlab.bus.events import Event, EventRegistry
 from offsetlab.bus.transports import CLIENTS
 
-__all__ = ["ChaosEvent", "chaos_registry", "EventLog", "main", "MODES", "CONSUMER_MODES"]
+__all__ = ["ChaosEvent", "chaos_registry", "EventLog", "main", "MODES", "CONSUMER_MODES", "ORPHANED",
+           "watch_parent"]
 
 log = logging.getLogger("offsetlab.chaos_worker")
 
@@ -109,7 +110,7 @@ RELEASE = b"release\n"
 HOLDING = re.compile(r" holding (\d+) committed unhandled")
 
 
-def _watch_parent(on_orphan: Callable[[], None], released: threading.Event) -> None:
+def watch_parent(on_orphan: Callable[[], None], released: threading.Event) -> None:
     """Call ``on_orphan`` when stdin hits EOF or the parent process changes; set ``released``
     when the orchestrator writes :data:`RELEASE` to stdin."""
     parent = os.getppid()
@@ -137,8 +138,10 @@ def _watch_parent(on_orphan: Callable[[], None], released: threading.Event) -> N
 
 
 def _orphaned() -> None:
-    print("orchestrator gone: exiting", flush=True)
-    os._exit(ORPHANED)
+    try:  # stdout is a pipe to the orchestrator that is gone: the print may raise BrokenPipeError
+        print("orchestrator gone: exiting", flush=True)
+    finally:
+        os._exit(ORPHANED)
 
 
 def _say(what: str) -> None:
@@ -266,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     released = threading.Event()
-    _watch_parent(_orphaned, released)
+    watch_parent(_orphaned, released)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-__all__ = ["FINDERS", "Finding", "Finder", "all_finders", "assert_flips", "finder", "finder_for_name",
+__all__ = ["FINDERS", "FLIPPED", "Finding", "Finder", "all_finders", "assert_flips", "finder", "finder_for_name",
            "finder_id", "flips", "median_of", "spread", "template_pattern"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -164,7 +164,13 @@ def assert_flips(one: Finding | Sequence[Finding], other: Finding | Sequence[Fin
     a, b = pick(one), pick(other)
     assert a.name == b.name, f"different findings: {a.name!r} vs {b.name!r}"
     assert a.value != b.value, f"{a.name!r} came out {a.value!r} both times"
+    FLIPPED.add(a.name)
     return a.value, b.value
+
+
+#: the names :func:`assert_flips` has seen come out both ways in this process (the coverage
+#: test runs the flip tests and checks every template of every finder against these)
+FLIPPED: set[str] = set()
 
 
 # -- repeats --------------------------------------------------------------------------------

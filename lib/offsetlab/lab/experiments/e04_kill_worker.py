@@ -26,7 +26,7 @@ The worker never outlives the orchestrator, three ways over:
   kills and reaps its workers before it returns;
 - it exits (status :data:`ORPHANED`) when its stdin reaches EOF (the orchestrator holds the
   other end; the kernel closes it when the orchestrator dies) or when its parent process
-  changes (:func:`offsetlab.lab.chaos_worker._watch_parent`, the chaos workers' watch);
+  changes (:func:`offsetlab.lab.chaos_worker.watch_parent`, the chaos workers' watch);
 - with ``--parent-pid PID`` (the orchestrator passes its own) it exits at once if its parent
   is already another process when it starts (the parent died before the watches were set).
 """
@@ -44,7 +44,7 @@ import time
 from collections.abc import Sequence
 
 # the chaos workers' watch (stdin EOF or a new parent process): one copy of it
-from offsetlab.lab.chaos_worker import ORPHANED, _watch_parent
+from offsetlab.lab.chaos_worker import ORPHANED, watch_parent
 
 MODES = ("offset+1", "offset", "runner")
 PR_SET_PDEATHSIG = 1
@@ -75,7 +75,7 @@ def guard(parent_pid: int | None = None) -> None:
     set_pdeathsig()
     if parent_pid is not None and os.getppid() != parent_pid:
         _orphaned()  # the parent died before the death signal was set: nobody would send it
-    _watch_parent(_orphaned, threading.Event())
+    watch_parent(_orphaned, threading.Event())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

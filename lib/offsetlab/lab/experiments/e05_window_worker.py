@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import IO, Any, ClassVar
 
 from offsetlab.bus.events import Event, EventRegistry
+from offsetlab.lab.chaos_worker import ORPHANED, watch_parent
 
 __all__ = ["KILL_ENV", "WindowMessage", "window_registry", "main"]
 
@@ -81,23 +82,8 @@ def _kill_now() -> None:
 
 
 def _watch_parent() -> None:
-    parent = os.getppid()
-
-    def stdin_eof() -> None:
-        try:
-            while os.read(0, 4096):
-                pass
-        except OSError:
-            pass
-        os._exit(3)
-
-    def parent_changed() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(3)
-
-    threading.Thread(target=stdin_eof, daemon=True).start()
-    threading.Thread(target=parent_changed, daemon=True).start()
+    """Exit (status 3) when stdin hits EOF or the parent changes: the chaos workers' watch."""
+    watch_parent(lambda: os._exit(ORPHANED), threading.Event())
 
 
 def _handle(calls: _Calls, fail_seq: int, seq: int, attempt: int) -> None:
