@@ -127,6 +127,9 @@ def test_removed_by_reads_the_clock_from_the_broker_log() -> None:
     # a line whose time fits no clock names none: a LeaveGroup 8 s in is not the 15 s poll timer
     assert ff.removed_by(name, [_run(leave(8.0))]).value == "leave_group at an unexplained time"
     assert ff.removed_by(name, [_run(expired(12.0))]).value == "heartbeat_expired at an unexplained time"
+    # the clocks count from the last poll / heartbeat, a little before the sleep began
+    assert ff.removed_by(name, [_run(leave(14.95))]).value == "max poll interval"
+    assert ff.removed_by(name, [_run(leave(13.5))]).value == "leave_group at an unexplained time"
 
 
 @flips(ff.removal_reason)

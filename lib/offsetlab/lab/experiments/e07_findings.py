@@ -137,12 +137,16 @@ def removal_after_s(run: ClockRun) -> float | None:
 #: kafka-python checks the poll timer on its heartbeat loop, the broker its session expiry on
 #: its own timer (0.6-0.9 s late in the committed runs)
 CLOCK_SLACK_S = 3.0
+#: how early: the clocks count from the worker's last ``poll()`` (the poll timer) or its
+#: last heartbeat, both a little before the sleep began, where the time is measured from
+#: (a LeaveGroup 14.95 s into the sleep for a 15 s max poll interval was seen)
+CLOCK_EARLY_S = 1.0
 
 
 def _clock(run: ClockRun) -> str:
     """The clock a removal line names, if its time fits that clock: a LeaveGroup or a
-    heartbeat expiry from ``[clock, clock + CLOCK_SLACK_S]`` after the sleep began (the
-    worker's last ``poll()``); a join or sync timeout no sooner than the max poll interval.
+    heartbeat expiry from ``[clock - CLOCK_EARLY_S, clock + CLOCK_SLACK_S]`` after the sleep
+    began; a join or sync timeout no sooner than ``clock - CLOCK_EARLY_S``.
     A line at any other time does not get a clock (``<kind> at an unexplained time``)."""
     e = removal(run)
     if e is None:
@@ -151,7 +155,7 @@ def _clock(run: ClockRun) -> str:
     clock_s = (run.case.session_timeout_ms if clock == "session timeout"
                else run.case.max_poll_interval_ms) / 1000
     after = removal_after_s(run)
-    fits = after is not None and clock_s <= after and (
+    fits = after is not None and clock_s - CLOCK_EARLY_S <= after and (
         e.kind in ("join_timeout", "sync_timeout") or after <= clock_s + CLOCK_SLACK_S)
     return clock if fits else f"{e.kind} at an unexplained time"
 
@@ -176,8 +180,8 @@ def removed_by(case: str, runs: Sequence[ClockRun]) -> Finding:
     return Finding(f"{case}: worker removed by", _agreed([_clock(r) for r in runs]),
                    rule="the broker log's removal line while the worker blocked: LeaveGroup, join "
                         "or sync timeout -> max poll interval; heartbeat expiry -> session timeout; "
-                        f"none -> not removed; the line's time must fit its clock (up to "
-                        f"{CLOCK_SLACK_S:g} s late) (all repeats)",
+                        f"none -> not removed; the line's time must fit its clock ({CLOCK_EARLY_S:g} "
+                        f"s early to {CLOCK_SLACK_S:g} s late) (all repeats)",
                    measured=[removal_after_s(r) for r in runs])
 
 
