@@ -3,29 +3,19 @@
 from __future__ import annotations
 
 import pytest
+from e03_builders import scenario_result
 from offsetlab.lab.experiments.e03_batch_failure import (
     Attempt,
     Flaky,
-    Message,
     ProcessingFailed,
     ScenarioResult,
 )
 from offsetlab.lab.experiments.e04_manual_commit import mode_name, per_message_handler
-from offsetlab.lab.timeline import Timeline
 
 
 def _result(partitions: list[int], processed: list[int], committed: dict[int, int],
             attempts: list[Attempt] | None = None) -> ScenarioResult:
-    offsets: dict[int, int] = {}
-    messages = []
-    for number, p in enumerate(partitions, start=1):
-        messages.append(Message(number, f"k{number}", p, offsets.get(p, 0)))
-        offsets[p] = offsets.get(p, 0) + 1
-    flaky = Flaky(fail_number=0)
-    flaky.processed = list(processed)
-    return ScenarioResult(name="t", topic="t", group="g", messages=messages, flaky=flaky,
-                          attempts=attempts or [], committed=committed, end_offsets=offsets,
-                          timeline=Timeline())
+    return scenario_result(partitions, processed, committed, attempts=attempts, fail_number=0)
 
 
 def test_flaky_fails_the_chosen_message_the_chosen_number_of_times() -> None:

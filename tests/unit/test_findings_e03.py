@@ -2,25 +2,10 @@
 
 from __future__ import annotations
 
+from e03_builders import scenario_result as _result
 from offsetlab.lab.experiments import e03_findings as f
-from offsetlab.lab.experiments.e03_scenario import Attempt, Flaky, Message, ScenarioResult
+from offsetlab.lab.experiments.e03_scenario import Attempt
 from offsetlab.lab.findings import assert_flips, flips
-from offsetlab.lab.timeline import Timeline
-
-
-def _result(partitions: list[int], processed: list[int], committed: dict[int, int], *,
-            attempts: list[Attempt] | None = None, restart: tuple[int, ...] | None = None) -> ScenarioResult:
-    offsets: dict[int, int] = {}
-    messages = []
-    for number, p in enumerate(partitions, start=1):
-        messages.append(Message(number, f"k{number}", p, offsets.get(p, 0)))
-        offsets[p] = offsets.get(p, 0) + 1
-    flaky = Flaky(fail_number=3)
-    flaky.processed = list(processed)
-    return ScenarioResult(name="t", topic="t", group="g", messages=messages, flaky=flaky,
-                          attempts=attempts or [], committed=committed, end_offsets=offsets,
-                          timeline=Timeline(), restart_delivered=restart)
-
 
 PAST = "raw, commit past the failure"
 
