@@ -31,13 +31,20 @@ def _median(values: Sequence[float | int | None]) -> float | None:
     return median_of(list(values))
 
 
+def _median_at_least_one(name: str, rows: Sequence[Mapping[str, Any]], key: str,
+                         what: str) -> Finding:
+    """``name``: the median over the repeats of ``rows[key]`` is >= 1."""
+    values = [r[key] for r in rows]
+    m = _median(values)
+    return Finding(name, m is not None and m >= 1, rule=f"median over repeats of {what} >= 1",
+                   measured=values)
+
+
 # -- the strategies side by side -----------------------------------------------------------
 @finder("{}: rebalances during the outage >= 1")
 def rebalanced(strategy: str, rows: Sequence[Mapping[str, Any]]) -> Finding:
-    m = _median([r["rebalances"] for r in rows])
-    return Finding(f"{strategy}: rebalances during the outage >= 1", m is not None and m >= 1,
-                   rule="median over repeats of rebalances >= 1",
-                   measured=[r["rebalances"] for r in rows])
+    return _median_at_least_one(f"{strategy}: rebalances during the outage >= 1", rows,
+                                "rebalances", "rebalances")
 
 
 @finder("{}: fewest members the broker listed")
@@ -50,10 +57,8 @@ def fewest_members(strategy: str, rows: Sequence[Mapping[str, Any]]) -> Finding:
 
 @finder("{}: messages processed twice >= 1")
 def processed_twice(strategy: str, rows: Sequence[Mapping[str, Any]]) -> Finding:
-    m = _median([r["duplicates"] for r in rows])
-    return Finding(f"{strategy}: messages processed twice >= 1", m is not None and m >= 1,
-                   rule="median over repeats of messages processed more than once >= 1",
-                   measured=[r["duplicates"] for r in rows])
+    return _median_at_least_one(f"{strategy}: messages processed twice >= 1", rows,
+                                "duplicates", "messages processed more than once")
 
 
 @finder("{}: messages lost")
