@@ -100,6 +100,10 @@ class HandlerSpec:
     fail_values: list[str] = field(default_factory=list)  # message values whose handling raises
     fail_times: int = 1               # ... this many times each (-1: always)
     on_fail: str = "throw"
+    #: after ``pause_and_throw`` / ``pause_and_seek`` the member resumes the partition by
+    #: itself this many seconds later (the KafkaJS docs' ``setTimeout(resume, retryAfter)``),
+    #: and the message is delivered again
+    retry_after_s: float = 1.0
     dependency_up: bool = True        # the start state of the dependency (command ``dependency``)
 
     def __post_init__(self) -> None:
