@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml
 # venv + Python packages + the Kafka jars (fetched once into ~/.cache/offsetlab by Maven)
 setup: $(STAMP)
 	@$(BIN)/python -c "from offsetlab.brokers import ensure_kafka_jars; print('kafka jars:', ensure_kafka_jars())"
+	@$(BIN)/python -c "from offsetlab.lab.clients import node; ok, why = node.node_available(); print('kafkajs:', node.ensure_kafkajs() if ok else 'not installed: ' + why)"
 
 lint: setup
 	$(BIN)/ruff check lib tests

@@ -54,7 +54,22 @@ is not such a line is a defect of the child (its logs go to stderr).
 ``crash``          KafkaJS's CRASH instrumentation event: ``error``, ``restart`` (bool: whether
                    KafkaJS will restart the consumer), ``group_id``
 ``stopped``        the client closed after ``stop`` (``clean``: True) or after a fatal error
+``rebalancing``    KafkaJS REBALANCING (its fetch loop saw the group rebalance and rejoins):
+                   ``member_id``, ``group_id``
+``consumer_stop``  KafkaJS STOP (its runner stopped: on ``stop`` and before a crash's restart)
+``disconnect``     KafkaJS DISCONNECT (the consumer disconnected, also after a crash)
+``request_timeout`` KafkaJS REQUEST_TIMEOUT: ``broker``, ``api``, ``correlation_id``
 =================  ===========================================================================
+
+**KafkaJS member** (``kafkajs/member.js``). ``join`` has ``generation`` None and
+``group_protocol`` (the assigner's name); KafkaJS's rebalancing is eager and has no revoke
+callback, so ``assigned``/``revoked`` are the difference between one GROUP_JOIN's assignment
+and the previous one's. ``pause``/``resume`` carry ``by`` (``command`` or ``handler``) and,
+for ``partitions`` null, ``topics`` (KafkaJS pauses the whole topic, including partitions
+assigned later). ``extra`` may hold ``{"kafka": {...}, "retry": {...}, "consumer": {...},
+"run": {...}}``, merged into the options of ``new Kafka()``, its ``retry`` (which the consumer
+inherits), ``kafka.consumer()`` and ``consumer.run()``. ``on_fail`` ``pause_and_seek`` is
+refused (a fatal ``error`` at start): KafkaJS's idiom is ``pause_and_throw``.
 """
 
 from __future__ import annotations
@@ -72,7 +87,8 @@ GROUP_PROTOCOLS = ("classic", "consumer")
 COMMANDS = ("pause", "resume", "dependency", "stop")
 EVENTS = ("ready", "run_called", "run_returned", "join", "assigned", "revoked", "lost", "handled",
           "handler_failed", "pause", "resume", "seek", "commit", "commit_failed", "heartbeat",
-          "error", "crash", "stopped")
+          "error", "crash", "stopped", "rebalancing", "consumer_stop", "disconnect",
+          "request_timeout")
 #: ``message``: one handler call per message (KafkaJS ``eachMessage``; Python: per record of a
 #: poll); ``batch``: one handler call per fetched batch (KafkaJS ``eachBatch`` with
 #: ``resolveOffset`` per message; Python: the records of one ``poll()``)
