@@ -1,0 +1,93 @@
+"""The Python members (kafka-python, confluent-kafka classic and KIP-848) through the common
+child-process interface, on the session's embedded Kafka: join, consume, commit (read back
+from the broker), pause/resume, stop."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from offsetlab.brokers import BrokerHandle
+from offsetlab.lab.clients import MemberConfig
+from offsetlab.lab.clients.child import ChildMember
+from offsetlab.lab.raw import committed_offsets, create_topic, produce
+from offsetlab.lab.timeline_core import Timeline
+
+COLUMNS = [("kafka-python", "classic"), ("confluent-kafka", "classic"),
+           ("confluent-kafka", "consumer")]
+IDS = ["kafka-python", "confluent-classic", "confluent-consumer"]
+WAIT_S = 60.0
+
+
+def _member(broker: BrokerHandle, client: str, protocol: str, topic: str, group: str,
+            tmp_path, **kw) -> ChildMember:
+    config = MemberConfig(client=client, who=f"m-{client}-{protocol}", bootstrap=broker.bootstrap_servers,
+                          group=group, topics=[topic], group_protocol=protocol, **kw)
+    return ChildMember(config, Timeline(), log_dir=tmp_path)
+
+
+@pytest.mark.parametrize(("client", "protocol"), COLUMNS, ids=IDS)
+def test_join_consume_commit_stop(kafka_broker: BrokerHandle, unique: str, tmp_path,
+                                  client: str, protocol: str) -> None:
+    topic = create_topic(kafka_broker, f"py-{unique}", partitions=2)
+    produce(kafka_broker, topic, [(f"k{i}", f"v{i}") for i in range(6)])
+    group = f"g-{unique}"
+    with _member(kafka_broker, client, protocol, topic, group, tmp_path,
+                 commit="offset_plus_one") as member:
+        member.wait_for("ready", timeout_s=WAIT_S)
+        join = member.wait_for("join", timeout_s=WAIT_S)
+        assert join["member_id"]
+        member.wait_for("handled", timeout_s=WAIT_S, count=6)
+        member.wait_for("commit", timeout_s=WAIT_S, count=6)
+        member.wait_for("run_returned", timeout_s=WAIT_S)
+        assert member.stop() == 0
+    kinds = [e["event"] for e in member.events]
+    assert kinds.index("run_called") < kinds.index("run_returned")
+    assert kinds[-1] == "stopped" and member.events[-1]["clean"] is True
+    handled = sorted((e["partition"], e["offset"]) for e in member.seen("handled"))
+    ends: dict[int, int] = {}
+    for partition, offset in handled:
+        ends[partition] = max(ends.get(partition, 0), offset + 1)
+    assert len(handled) == 6 == len(set(handled))
+    assert committed_offsets(kafka_broker, group, topic) == ends
+    last_commits = {e["partition"]: e["offset"] for e in member.seen("commit")}
+    assert last_commits == ends
+
+
+@pytest.mark.parametrize(("client", "protocol"), COLUMNS, ids=IDS)
+def test_pause_then_resume(kafka_broker: BrokerHandle, unique: str, tmp_path,
+                           client: str, protocol: str) -> None:
+    topic = create_topic(kafka_broker, f"py-{unique}", partitions=1)
+    produce(kafka_broker, topic, [("k0", "v0")])
+    with _member(kafka_broker, client, protocol, topic, f"g-{unique}", tmp_path,
+                 commit="idiomatic") as member:
+        member.wait_for("handled", timeout_s=WAIT_S)
+        member.pause()
+        paused = member.wait_for("pause", timeout_s=WAIT_S)
+        assert paused["partitions"] == [[topic, 0]]
+        produce(kafka_broker, topic, [("k1", "v1"), ("k2", "v2")])
+        time.sleep(2.0)
+        assert len(member.seen("handled")) == 1, "handled a message while paused"
+        member.resume()
+        member.wait_for("resume", timeout_s=WAIT_S)
+        member.wait_for("handled", timeout_s=WAIT_S, count=3)
+        assert member.stop() == 0
+    assert [e["offset"] for e in member.seen("handled")] == [0, 1, 2]
+    assert member.seen("commit")[-1]["offset"] == 3
+
+
+@pytest.mark.parametrize(("client", "protocol"), COLUMNS, ids=IDS)
+def test_failed_message_is_sought_back_and_handled_again(
+        kafka_broker: BrokerHandle, unique: str, tmp_path, client: str, protocol: str) -> None:
+    topic = create_topic(kafka_broker, f"py-{unique}", partitions=1)
+    produce(kafka_broker, topic, [(f"k{i}", f"m{i}") for i in range(1, 6)])
+    with _member(kafka_broker, client, protocol, topic, f"g-{unique}", tmp_path,
+                 commit="offset_plus_one", style="batch",
+                 handler={"fail_values": ["m3"], "fail_times": 1}) as member:
+        member.wait_for("handled", timeout_s=WAIT_S, count=5)
+        assert member.stop() == 0
+    assert [e["value"] for e in member.seen("handled")] == ["m1", "m2", "m3", "m4", "m5"]
+    failed = member.seen("handler_failed")
+    assert [e["value"] for e in failed] == ["m3"]
+    assert [e["offset"] for e in member.seen("seek")] == [2]
+    assert member.seen("handled", lambda e: e["value"] == "m3")[0]["attempt"] == 2
