@@ -23,6 +23,32 @@ kind                   the line (Kafka 4.1.1, classic group)
                        r).`` (member: None)
 =====================  ==========================================================================
 
+Consumer-protocol groups (KIP-848, ``group.protocol=consumer``) have their own lines, all
+``[GroupId g] ...`` (Kafka 4.1.1, seen with confluent-kafka 2.16 / librdkafka 2.16.0):
+
+=====================  ==========================================================================
+kind                   the line
+=====================  ==========================================================================
+``leave_heartbeat``    ``[GroupId g] Member m left the consumer group.`` (a heartbeat with member
+                       epoch -1: the client's close; also ``Static member m with instance id i
+                       (temporarily )left the consumer group.``; reason: ``temporarily`` or None)
+``session_expired``    ``[GroupId g] Member m fenced from the group because the member session
+                       expired.`` (no heartbeat for the group's session timeout)
+``rebalance_timeout``  ``[GroupId g] Member m fenced from the group because it failed to transition
+                       from epoch n within tms.`` (reason: the line's text after "because")
+``fenced``             any other ``fenced from the group because r.`` (reason r)
+``joined``             ``[GroupId g] Member m joins the consumer group using the consumer
+                       protocol.``
+``epoch_bump``         ``[GroupId g] Bumped group epoch to n ...`` (member: None; reason: ``n``):
+                       the group's membership or subscriptions changed, the consumer protocol's
+                       counterpart of a rebalance
+=====================  ==========================================================================
+
+A librdkafka member whose ``max.poll.interval.ms`` passes under the consumer protocol logs
+``MAXPOLL ... leaving group`` on its own side, but the broker's line is a ``session_expired``
+fence one session timeout after the member's last heartbeat (measured here: max poll 4 s,
+session 3 s, fence 6.9 s into the block), not a ``leave_heartbeat``.
+
 :func:`group_events` parses a log (or its lines) into :class:`GroupLogEvent` s; a reader
 that starts at a byte offset (:func:`log_size`) sees only what a scenario caused.
 """
@@ -35,10 +61,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-__all__ = ["GroupLogEvent", "REMOVALS", "group_events", "log_size", "parse_line", "read_log"]
+__all__ = ["GroupLogEvent", "REMOVALS", "CONSUMER_REMOVALS", "REBALANCES", "group_events", "log_size", "parse_line", "read_log"]
 
 #: the kinds that mean "the coordinator removed this member from the group"
 REMOVALS = ("leave_group", "heartbeat_expired", "join_timeout", "sync_timeout")
+#: the same for consumer-protocol (KIP-848) groups
+CONSUMER_REMOVALS = ("leave_heartbeat", "session_expired", "rebalance_timeout", "fenced")
+#: the kinds that mean "the group's membership is changing": a classic rebalance, a
+#: consumer-protocol group epoch bump
+REBALANCES = ("rebalance", "epoch_bump")
 
 
 @dataclass(frozen=True)
@@ -77,6 +108,20 @@ _ONE_MEMBER = [
                           r"in \S+ state\. Adding")),
     ("rebalance", re.compile(r"Preparing to rebalance group (?P<group>\S+) in state \S+ with old "
                              r"generation \d+ \(reason: (?P<reason>.*)\)\.?$")),
+    # the consumer protocol (KIP-848)
+    ("leave_heartbeat", re.compile(r"\[GroupId (?P<group>\S+)\] (?:Static )?[Mm]ember (?P<member>\S+)"
+                                   r"(?: with instance id \S+)? (?:(?P<reason>temporarily) )?left the "
+                                   r"consumer group\.")),
+    ("session_expired", re.compile(r"\[GroupId (?P<group>\S+)\] Member (?P<member>\S+) fenced from the "
+                                   r"group because (?P<reason>(?:the member|its) session expired)\.")),
+    ("rebalance_timeout", re.compile(r"\[GroupId (?P<group>\S+)\] Member (?P<member>\S+) fenced from "
+                                     r"the group because (?P<reason>it failed to transition from epoch "
+                                     r".*)\.$")),
+    ("fenced", re.compile(r"\[GroupId (?P<group>\S+)\] Member (?P<member>\S+) fenced from the group "
+                          r"because (?P<reason>.*?)\.?$")),
+    ("joined", re.compile(r"\[GroupId (?P<group>\S+)\] Member (?P<member>\S+) joins the consumer "
+                          r"group using the consumer protocol\.")),
+    ("epoch_bump", re.compile(r"\[GroupId (?P<group>\S+)\] Bumped group epoch to (?P<reason>\d+)")),
 ]
 
 
