@@ -64,12 +64,15 @@ is not such a line is a defect of the child (its logs go to stderr).
 **KafkaJS member** (``kafkajs/member.js``). ``join`` has ``generation`` None and
 ``group_protocol`` (the assigner's name); KafkaJS's rebalancing is eager and has no revoke
 callback, so ``assigned``/``revoked`` are the difference between one GROUP_JOIN's assignment
-and the previous one's. ``pause``/``resume`` carry ``by`` (``command`` or ``handler``) and,
-for ``partitions`` null, ``topics`` (KafkaJS pauses the whole topic, including partitions
-assigned later). ``extra`` may hold ``{"kafka": {...}, "retry": {...}, "consumer": {...},
-"run": {...}}``, merged into the options of ``new Kafka()``, its ``retry`` (which the consumer
-inherits), ``kafka.consumer()`` and ``consumer.run()``. ``on_fail`` ``pause_and_seek`` is
-refused (a fatal ``error`` at start): KafkaJS's idiom is ``pause_and_throw``.
+and the previous one's; a ``disconnect`` (on ``stop``, and on a crash before KafkaJS restarts
+the consumer, which leaves the group) is followed by ``revoked`` of everything held (``by``:
+``disconnect``). ``crash`` also has ``retry_count``. ``pause``/``resume`` carry ``by``
+(``command`` or ``handler``) and, for ``partitions`` null, ``topics`` (KafkaJS pauses the
+whole topic, including partitions assigned later). ``extra`` may hold ``{"kafka": {...},
+"retry": {...}, "consumer": {...}, "run": {...}}``, merged into the options of ``new
+Kafka()``, its ``retry`` (which the consumer inherits), ``kafka.consumer()`` and
+``consumer.run()``. ``on_fail`` ``pause_and_seek`` is refused (a fatal ``error`` at start):
+KafkaJS's idiom is ``pause_and_throw``.
 """
 
 from __future__ import annotations

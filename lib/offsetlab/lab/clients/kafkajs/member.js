@@ -127,13 +127,25 @@ function main (cfg) {
     emit('heartbeat', { member_id: payload.memberId, generation: payload.groupGenerationId })
   })
   consumer.on(ev.CRASH, ({ payload }) => {
-    emit('crash', { error: errText(payload.error), restart: Boolean(payload.restart), group_id: payload.groupId })
+    const e = payload.error || {}
+    emit('crash', {
+      error: errText(e),
+      restart: Boolean(payload.restart),
+      group_id: payload.groupId,
+      retry_count: e.retryCount == null ? null : e.retryCount
+    })
   })
   consumer.on(ev.REBALANCING, ({ payload }) => {
     emit('rebalancing', { member_id: payload.memberId, group_id: payload.groupId })
   })
   consumer.on(ev.STOP, () => emit('consumer_stop'))
-  consumer.on(ev.DISCONNECT, () => emit('disconnect'))
+  consumer.on(ev.DISCONNECT, () => {
+    emit('disconnect')
+    // a disconnect (on stop, and on a crash before KafkaJS restarts the consumer) leaves the
+    // group: the member holds nothing until its next GROUP_JOIN
+    if (held.size) emit('revoked', { partitions: [...held].map(unkey), by: 'disconnect' })
+    held = new Set()
+  })
   consumer.on(ev.REQUEST_TIMEOUT, ({ payload }) => {
     emit('request_timeout', { broker: payload.broker, api: payload.apiName, correlation_id: payload.correlationId })
   })
