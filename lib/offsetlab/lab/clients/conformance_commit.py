@@ -57,7 +57,7 @@ class CommitParams:
     messages: int = 5
     fail_value: str = "3"
     wait_s: float = 60.0           # generous: a restart, a KafkaJS retry
-    broker_down_cap_s: float = 40.0
+    broker_down_cap_s: float = 60.0
 
 
 # -- values from recorded events --------------------------------------------------------------
@@ -85,13 +85,15 @@ def redelivered(events: Sequence[Event]) -> list[str]:
 
 
 def first_failure(events: Sequence[Event], spawned_at: float) -> tuple[str, float] | None:
-    """The first ``error``/``crash`` event: (its error's class name, seconds after the
+    """The first ``error``/``crash`` event: (its librdkafka ``code`` or its error's class
+    name, seconds after the
     member's ``ready`` event, or after ``spawned_at`` (wall time) when the client failed
     before it said ready); None when there is none."""
     ready = next((float(e["at"]) for e in events if e.get("event") == "ready"), spawned_at)
     for e in events:
         if e.get("event") in ("error", "crash"):
-            return error_name(e.get("error")), round(float(e["at"]) - ready, 3)
+            name = str(e.get("code") or error_name(e.get("error")))
+            return name, round(float(e["at"]) - ready, 3)
     return None
 
 
@@ -217,7 +219,9 @@ def run_broker_down_at_start(broker: BrokerHandle, client: str, group_protocol: 
     else:
         value, secs = first
         err = next(e for e in m.events if e.get("event") in ("error", "crash"))
-        ev = (f"first {err['event']} {secs} s after the member's ready "
+        since = ("ready" if any(e.get("event") == "ready" for e in m.events)
+                 else "process start (no ready: the client's constructor failed)")
+        ev = (f"first {err['event']} {secs} s after the member's {since} "
               f"(where {err.get('where')}, fatal {err.get('fatal')}, restart "
               f"{err.get('restart')}): {str(err.get('error'))[:160]}; bootstrap {bootstrap}; "
               f"events {sorted(set(map(str, kinds)))}")

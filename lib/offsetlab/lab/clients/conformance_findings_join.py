@@ -21,7 +21,7 @@ from typing import Any
 
 from offsetlab.lab.findings import Finding, finder
 
-__all__ = ["waits_out_session", "static_beats_session", "initial_delay_waited",
+__all__ = ["waits_out_session", "static_beats_session", "initial_delay_waited", "first_hold_after_delay",
            "run_returns_after_join", "message_offset_rereads", "idiomatic_rereads_none",
            "batch_redelivered", "broker_down_reported", "broker_down_within"]
 
@@ -67,6 +67,17 @@ def initial_delay_waited(column: str, value: Any, delay_s: float) -> Finding:
                    v is not None and v >= 0.9 * delay_s,
                    rule="first_join_s >= 0.9 * group.initial.rebalance.delay.ms",
                    measured={"value": value, "delay_s": delay_s})
+
+
+@finder("{}: the first member of a new group holds partitions only after the initial rebalance delay")
+def first_hold_after_delay(column: str, first_hold_s: Any, delay_s: float) -> Finding:
+    """``first_hold_s >= 0.9 * group.initial.rebalance.delay``: a classic group's join waits
+    the delay before anyone is assigned; a KIP-848 group has no such delay."""
+    v = _num(first_hold_s)
+    return Finding(f"{column}: the first member of a new group holds partitions only after the "
+                   "initial rebalance delay", v is not None and v >= 0.9 * delay_s,
+                   rule="first_hold_s >= 0.9 * group.initial.rebalance.delay.ms",
+                   measured={"first_hold_s": first_hold_s, "delay_s": delay_s})
 
 
 @finder("{}: run() (the first poll with an assignment) returns after the group join")

@@ -27,7 +27,6 @@ on every exit path, in the thread that started them) and returns a
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -35,16 +34,30 @@ from typing import Any
 from offsetlab.brokers import BrokerHandle
 from offsetlab.lab import broker_log
 from offsetlab.lab.clients.child import ChildMember, Event, MemberTimeout
+from offsetlab.lab.clients.conformance_join_values import (
+    all_hold_at,
+    dead_member_removed_at,
+    error_name,
+    fatal_error,
+    first_hold_value,
+    first_join_value,
+    killed_gap,
+    rejoin_value,
+    returned_after_join,
+    start_at,
+)
 from offsetlab.lab.clients.matrix import UNSUPPORTED, Cell
 from offsetlab.lab.clients.protocol import MemberConfig
 from offsetlab.lab.raw import committed_offsets, create_topic, unique
 from offsetlab.lab.timeline_core import Timeline
 
-__all__ = ["JoinParams", "DEFAULT_SESSION_MS", "session_ms", "start_at", "all_hold_at",
-           "first_join_value", "returned_after_join", "rejoin_value", "killed_gap",
-           "dead_member_removed_at", "member_config", "make_cell", "scenario_names", "warm_coordinator",
-           "KilledRun", "killed_run", "run_first_join_and_returns", "run_first_join", "run_run_returns_after_join",
-           "run_join_after_killed_member", "run_static_member_rejoin", "error_name"]
+__all__ = ["JoinParams", "DEFAULT_SESSION_MS", "session_ms", "group_session_ms", "initial_delay_s",
+           "member_config", "make_cell", "scenario_names", "warm_coordinator", "KilledRun",
+           "killed_run", "run_first_join_and_returns", "run_first_join",
+           "run_run_returns_after_join", "run_join_after_killed_member", "run_static_member_rejoin",
+           # the values (conformance_join_values), re-exported
+           "start_at", "all_hold_at", "first_join_value", "first_hold_value", "returned_after_join",
+           "fatal_error", "rejoin_value", "killed_gap", "dead_member_removed_at", "error_name"]
 
 #: each client's default session timeout (ms) for the classic protocol: kafka-python 3.0.12's
 #: ``KafkaConsumer.DEFAULT_CONFIG`` (45000), KafkaJS 2.2's ``sessionTimeout`` (30000) and
@@ -64,7 +77,7 @@ class JoinParams:
     """
 
     partitions: int = 2
-    session_timeout_ms: int | None = 10000
+    session_timeout_ms: int | None = 15000
     heartbeat_interval_ms: int | None = 1000
     killed_gap_s: float = 2.0
     join_wait_s: float = 60.0      # how long a join may take before the row gives up
@@ -77,89 +90,28 @@ class JoinParams:
                    join_wait_s=120.0)
 
 
+def group_session_ms(params: JoinParams, broker: BrokerHandle | None) -> int | None:
+    """Under KIP-848: the per-group session timeout to give a scenario's group
+    (:func:`offsetlab.lab.clients.kip848.set_group_session`), when the scenario asks for one
+    and the broker's ``group.consumer.min.session.timeout.ms`` allows it; else None (the
+    broker's own ``group.consumer.session.timeout.ms`` counts)."""
+    settings = broker.settings if broker is not None else {}
+    wanted = params.session_timeout_ms
+    low = int(settings.get("group.consumer.min.session.timeout.ms", 45000))
+    high = int(settings.get("group.consumer.max.session.timeout.ms", 60000))
+    return wanted if wanted is not None and low <= wanted <= high else None
+
+
 def session_ms(client: str, group_protocol: str, params: JoinParams,
                broker: BrokerHandle | None = None) -> int:
-    """The session timeout that decides when the broker drops a dead member: the broker's
-    under KIP-848, else the configured one or the client's default."""
+    """The session timeout that decides when the broker drops a dead member: under KIP-848
+    the group's (:func:`group_session_ms`) or the broker's, else the configured one or the
+    client's default."""
     if group_protocol == "consumer":
         settings = broker.settings if broker is not None else {}
-        return int(settings.get(KIP848_SESSION_KEY, 45000))
+        return group_session_ms(params, broker) or int(settings.get(KIP848_SESSION_KEY, 45000))
     return params.session_timeout_ms or DEFAULT_SESSION_MS[client]
 
-
-# -- values from recorded events --------------------------------------------------------------
-def _first(events: Sequence[Event], kind: str) -> Event | None:
-    return next((e for e in events if e.get("event") == kind), None)
-
-
-def start_at(events: Sequence[Event]) -> float | None:
-    """When the member started consuming: its ``run_called`` (else ``ready``) wall time."""
-    ev = _first(events, "run_called") or _first(events, "ready")
-    return float(ev["at"]) if ev else None
-
-
-def _parts(e: Event) -> set[tuple[str, int]]:
-    return {(str(t), int(p)) for t, p in e.get("partitions") or []}
-
-
-def all_hold_at(members: Sequence[Sequence[Event]]) -> float | None:
-    """The first wall time at which every member holds at least one partition (replaying
-    their ``assigned``/``revoked``/``lost`` events in time order); None when never."""
-    merged = sorted(((float(e["at"]), i, e) for i, evs in enumerate(members) for e in evs
-                     if e.get("event") in ("assigned", "revoked", "lost")),
-                    key=lambda x: (x[0], x[1]))
-    held: list[set[tuple[str, int]]] = [set() for _ in members]
-    for at, i, e in merged:
-        if e["event"] == "assigned":
-            held[i] |= _parts(e)
-        else:
-            held[i] -= _parts(e)
-        if members and all(held):
-            return at
-    return None
-
-
-def first_join_value(members: Sequence[Sequence[Event]]) -> float | None:
-    """Seconds from the earliest member's start until all hold partitions (None: never)."""
-    starts = [start_at(evs) for evs in members]
-    held = all_hold_at(members)
-    if held is None or any(s is None for s in starts):
-        return None
-    return round(held - min(s for s in starts if s is not None), 3)
-
-
-def returned_after_join(events: Sequence[Event]) -> bool | None:
-    """Whether the member's first ``run_returned`` came after its first ``join`` (False
-    when it returned before any join; None when it never returned)."""
-    kinds = [e.get("event") for e in events]
-    if "run_returned" not in kinds:
-        return None
-    returned = kinds.index("run_returned")
-    return "join" in kinds and kinds.index("join") < returned
-
-
-def rejoin_value(events: Sequence[Event]) -> float | None:
-    """Seconds from the member's start until it first holds partitions."""
-    start, held = start_at(events), all_hold_at([events])
-    return None if start is None or held is None else round(held - start, 3)
-
-
-def killed_gap(kill_at: float, events: Sequence[Event]) -> float | None:
-    """Seconds from the kill (wall time) to the new member's start."""
-    start = start_at(events)
-    return None if start is None else round(start - kill_at, 3)
-
-
-def dead_member_removed_at(lines: Sequence[str], group: str) -> float | None:
-    """When the broker's log says it dropped a member of ``group`` whose session expired."""
-    hits = [e.at for e in broker_log.group_events(lines, group)
-            if e.kind == "heartbeat_expired" and e.at is not None]
-    return min(hits) if hits else None
-
-
-def error_name(text: str | None) -> str:
-    """``"ClassName: message"`` -> ``"ClassName"``."""
-    return (text or "").split(":", 1)[0].strip() or "unknown"
 
 
 # -- drivers ------------------------------------------------------------------------------------
@@ -225,15 +177,28 @@ def _first_join_members(broker: BrokerHandle, client: str, proto: str, params: J
     return [list(m.events) for m in members], f"group {group}, {params.partitions} partitions"
 
 
+def initial_delay_s(broker: BrokerHandle) -> float:
+    """The broker's ``group.initial.rebalance.delay.ms`` in seconds (Kafka's default 3 s)."""
+    return int(broker.settings.get("group.initial.rebalance.delay.ms", 3000)) / 1000
+
+
 def _first_join_cells(broker: BrokerHandle, client: str, proto: str,
-                      events: list[list[Event]], where: str) -> list[Cell]:
+                      events: list[list[Event]], where: str,
+                      measures: dict[str, Any] | None = None) -> list[Cell]:
     v = first_join_value(events)
+    if measures is not None:
+        measures.update(value=v, first_hold_s=first_hold_value(events),
+                        delay_s=initial_delay_s(broker))
     starts = [start_at(e) for e in events]
     joins = [[x.get("join_s") for x in e if x.get("event") == "join"][:1] for e in events]
-    delay = broker.settings.get("group.initial.rebalance.delay.ms", "default (3000)")
-    ev1 = (f"m1, m2 both hold partitions {v} s after the first run_called "
+    delay = initial_delay_s(broker) * 1000
+    if proto == "consumer":
+        where += (f"; broker heartbeat interval "
+                  f"{broker.settings.get('group.consumer.heartbeat.interval.ms', 5000)} ms")
+    ev1 = (f"m1, m2 both hold partitions {v} s after the first run_called (the first member "
+           f"{first_hold_value(events)} s) "
            f"(start skew {abs((starts[0] or 0) - (starts[1] or 0)):.2f} s); client join_s {joins}; "
-           f"initial rebalance delay {delay} ms; {where}")
+           f"initial rebalance delay {delay:g} ms; {where}")
     if v is None:
         ev1 = f"the two members never held partitions together; {where}"
     each = [returned_after_join(e) for e in events]
@@ -247,10 +212,12 @@ def _first_join_cells(broker: BrokerHandle, client: str, proto: str,
 
 def run_first_join_and_returns(broker: BrokerHandle, client: str, group_protocol: str,
                                params: JoinParams, *, timeline: Timeline | None = None,
-                               log_dir: Path | str | None = None) -> list[Cell]:
-    """One two-member start, two cells: ``first_join_s`` and ``run_returns_after_join``."""
+                               log_dir: Path | str | None = None,
+                               measures: dict[str, Any] | None = None) -> list[Cell]:
+    """One two-member start, two cells: ``first_join_s`` and ``run_returns_after_join``;
+    ``measures`` gets ``value``, ``first_hold_s`` and the broker's ``delay_s``."""
     events, where = _first_join_members(broker, client, group_protocol, params, timeline, log_dir)
-    return _first_join_cells(broker, client, group_protocol, events, where)
+    return _first_join_cells(broker, client, group_protocol, events, where, measures)
 
 
 def run_first_join(broker: BrokerHandle, client: str, group_protocol: str, params: JoinParams, *,
@@ -277,8 +244,17 @@ class KilledRun:
     group: str
 
     @property
-    def value(self) -> float | None:
-        return rejoin_value(self.b_events)
+    def value(self) -> float | str | None:
+        """Seconds to B's partitions; ``fatal CODE`` when B's client failed fatally first."""
+        held = rejoin_value(self.b_events)
+        fatal = fatal_error(self.b_events)
+        return f"fatal {fatal}" if held is None and fatal else held
+
+    @property
+    def after_removal(self) -> float | None:
+        """Seconds from the broker's removal of the dead member to B's partitions."""
+        held = all_hold_at([self.b_events])
+        return None if held is None or self.removed_at is None else round(held - self.removed_at, 3)
 
     @property
     def gap(self) -> float | None:
@@ -292,6 +268,13 @@ def killed_run(broker: BrokerHandle, client: str, proto: str, params: JoinParams
     topic, group = scenario_names("st" if static else "kl", client, proto)
     create_topic(broker, topic, params.partitions)
     session = session_ms(client, proto, params, broker)
+    if proto == "consumer" and group_session_ms(params, broker) is not None:
+        from offsetlab.lab.clients import kip848
+
+        low_hb = int(broker.settings.get("group.consumer.min.heartbeat.interval.ms", 5000))
+        hb = params.heartbeat_interval_ms
+        kip848.set_group_session(broker, group, session,
+                                 heartbeat_interval_ms=hb if hb is not None and hb >= low_hb else None)
     kw: dict[str, Any] = {"session_timeout_ms": params.session_timeout_ms,
                           "heartbeat_interval_ms": params.heartbeat_interval_ms}
     if static:
@@ -310,8 +293,10 @@ def killed_run(broker: BrokerHandle, client: str, proto: str, params: JoinParams
         a.kill()
         time.sleep(params.killed_gap_s)
         b.start()
-        b.wait_for("assigned", lambda e: bool(e.get("partitions")),
-                   timeout_s=session / 1000 + params.join_wait_s)
+        deadline = time.monotonic() + session / 1000 + params.join_wait_s
+        while (time.monotonic() < deadline and b.alive and all_hold_at([b.events]) is None
+               and fatal_error(b.events) is None):
+            time.sleep(0.1)
     finally:
         a.close()
         b.close()
@@ -325,7 +310,13 @@ def killed_evidence(run: KilledRun, *, static: bool) -> str:
     removed = ("not in the broker log" if run.removed_at is None
                else f"{run.removed_at - run.kill_at:.2f} s after the kill")
     what = "static (same group.instance.id)" if static else "dynamic"
-    return (f"{what}: B holds partitions {run.value} s after its run_called; kill to B's start "
+    if isinstance(run.value, str):
+        err = next((e for e in run.b_events if e.get("event") == "error" and e.get("fatal")), {})
+        return (f"{what}: B never held partitions; its client failed: {str(err.get('error'))[:200]}"
+                f"; kill to B's start {run.gap} s; session {run.session_ms / 1000:g} s; "
+                f"dead member dropped: {removed}; group {run.group}")
+    return (f"{what}: B holds partitions {run.value} s after its run_called "
+            f"({run.after_removal} s after the broker dropped the dead member); kill to B's start "
             f"{run.gap} s; session {run.session_ms / 1000:g} s; broker dropped the dead member "
             f"(heartbeat expired): {removed}; group {run.group}")
 
@@ -333,6 +324,7 @@ def killed_evidence(run: KilledRun, *, static: bool) -> str:
 def _measure(measures: dict[str, Any] | None, run: KilledRun) -> None:
     if measures is not None:
         measures.update(value=run.value, gap_s=run.gap, session_s=run.session_ms / 1000,
+                        after_removal_s=run.after_removal,
                         removed_after_kill_s=None if run.removed_at is None
                         else round(run.removed_at - run.kill_at, 3))
 

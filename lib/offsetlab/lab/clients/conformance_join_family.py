@@ -78,7 +78,8 @@ def _runner(task: str, broker: BrokerHandle, consumer_broker: BrokerHandle, clie
                                                        measures=measures, **kw)],
         "down": lambda: [cc.run_broker_down_at_start(broker, client, proto, c, measures=measures,
                                                      **kw)],
-        "first_join": lambda: cj.run_first_join_and_returns(broker, client, proto, j, **kw),
+        "first_join": lambda: cj.run_first_join_and_returns(broker, client, proto, j,
+                                                            measures=measures, **kw),
         "message_offset": lambda: [cc.run_commit_message_offset_rereads(
             broker, client, proto, c, measures=measures, **kw)],
         "idiomatic": lambda: [cc.run_idiomatic_commit_rereads(broker, client, proto, c,
