@@ -214,3 +214,39 @@ def test_the_clock_and_spread_pictures_draw_hand_made_runs() -> None:
     main = e07_plots.plot_main({"raw-pause": [_paused(fetched=1)]}, {"raw-pause": rows["raw-pause"]},
                                PauseParams())
     assert len(main.axes) == 2
+
+
+# -- the consumer protocol's own lines (KIP-848; Kafka 4.1.1, seen with confluent-kafka 2.16) -------
+def _consumer_line(s: float, text: str) -> str:
+    return (f"{_at(s)} [group-coordinator-event-processor-1] INFO "
+            f"org.apache.kafka.coordinator.group.GroupMetadataManager - [GroupCoordinator id=1 "
+            f"topic=__consumer_offsets partition=1] [GroupId {GROUP}] {text}")
+
+
+def test_broker_log_reads_the_consumer_protocols_lines() -> None:
+    m = "KKxT9Jt6RvyS+Ru6Su6ilA"
+    (e,) = parse_line(_consumer_line(7.0, f"Member {m} fenced from the group because the member "
+                                          "session expired."))
+    assert (e.kind, e.group, e.member, e.reason) == ("session_expired", GROUP, m, "the member session expired")
+    assert abs(e.at - (T0 + 7.0)) < 1e-3
+    (left,) = parse_line(_consumer_line(9.0, f"Member {m} left the consumer group."))
+    assert (left.kind, left.member, left.reason) == ("leave_heartbeat", m, None)
+    static = parse_line(_consumer_line(9.0, f"Static member {m} with instance id i-1 temporarily left "
+                                            "the consumer group."))[0]
+    assert (static.kind, static.member, static.reason) == ("leave_heartbeat", m, "temporarily")
+    late = parse_line(_consumer_line(9.0, f"Member {m} fenced from the group because it failed to "
+                                          "transition from epoch 3 within 15000ms."))[0]
+    assert (late.kind, late.reason) == ("rebalance_timeout", "it failed to transition from epoch 3 "
+                                                             "within 15000ms")
+    assert parse_line(_consumer_line(9.0, f"Member {m} fenced from the group because reasons."))[0].kind == "fenced"
+    joined = parse_line(_consumer_line(1.0, f"Member {m} joins the consumer group using the consumer "
+                                            "protocol."))[0]
+    assert (joined.kind, joined.member) == ("joined", m)
+    bump = parse_line(_consumer_line(1.0, "Bumped group epoch to 2 with metadata hash 0."))[0]
+    assert (bump.kind, bump.member, bump.reason) == ("epoch_bump", None, "2")
+    assert parse_line(_consumer_line(1.0, "Computed a new target assignment for epoch 1 with "
+                                          "'uniform' assignor in 0ms.")) == []
+    # the classic GroupId form is still a LeaveGroup, not a leave heartbeat
+    classic = _line(3, f"[GroupId {GROUP}] Dynamic member m-1 has left group through explicit "
+                       "`LeaveGroup` request; client reason: not provided")
+    assert parse_line(classic)[0].kind == "leave_group"

@@ -43,7 +43,8 @@ from offsetlab.lab.timeline_core import Timeline
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BEHAVIOURS", "BROKER_SETTINGS", "LivenessParams", "run_family", "run_cell",
+__all__ = ["BEHAVIOURS", "BROKER_SETTINGS", "LivenessParams", "FamilyFailed", "MemberRefused",
+           "run_family", "run_cell",
            "run_sleep_evicted_by_session_first", "run_sleep_evicted_by_max_poll_first",
            "run_pause_keeps_membership", "run_pause_on_error_keeps_membership",
            "run_pause_survives_rebalance"]
@@ -85,6 +86,10 @@ _ABBR = {"kafka-python": "kp", "kafkajs": "kjs", "confluent-kafka": "ck"}
 
 def _column(client: str, proto: str) -> str:
     return _ABBR[client] + ("848" if proto == "consumer" else "")
+
+
+class MemberRefused(RuntimeError):
+    """A member's client refused to start (a fatal ``error`` event at ``start``)."""
 
 
 class _Scenario:
@@ -138,6 +143,10 @@ class _Scenario:
         while time.monotonic() < deadline:
             if all(self.members[n].holds() for n in names) and (until is None or until()):
                 return
+            for n in names:
+                refused = self.members[n].seen("error", lambda e: bool(e.get("fatal")))
+                if refused:
+                    raise MemberRefused(f"{self.members[n].config.client}: {refused[0].get('error')}")
             if any(not self.members[n].alive for n in names):
                 break
             time.sleep(0.1)
@@ -176,7 +185,12 @@ def _run_sleep(behaviour: str, session_ms: int, max_poll_ms: int, broker: Broker
         a = s.member("a", session_ms=session_ms, max_poll_ms=mp, heartbeat_ms=p.heartbeat_ms,
                      handler=HandlerSpec(block_first_s=p.block_s),
                      kafkajs_max_wait_ms=p.kafkajs_max_wait_ms)
-        s.wait_holding(["a"], p.settle_s)
+        try:
+            s.wait_holding(["a"], p.settle_s)
+        except MemberRefused as exc:  # librdkafka (classic) wants max.poll.interval.ms >= session
+            return s.cell(behaviour, "config refused",
+                          f"the client refused session {session_ms} ms with max poll {mp} ms at "
+                          f"start: {exc}")
         produced_at = s.produce([0], 1)
         done = a.wait_for("handled", timeout_s=p.block_s + p.settle_s)
         time.sleep(1.0)  # the broker's lines of the block's last moment
@@ -334,16 +348,35 @@ def run_cell(behaviour: str, broker: BrokerHandle, client: str, group_protocol: 
     raise AssertionError("unreachable")
 
 
+class FamilyFailed(RuntimeError):
+    """Some cells of :func:`run_family` failed; ``cells`` holds the others, ``failures`` the
+    (behaviour, client, group_protocol, error) of the failed ones."""
+
+    def __init__(self, cells: list[Cell], failures: list[tuple[str, str, str, str]]) -> None:
+        super().__init__(f"{len(failures)} liveness cells failed: {failures}")
+        self.cells, self.failures = cells, failures
+
+
 def run_family(broker: BrokerHandle, params: LivenessParams | None = None,
                columns: Sequence[tuple[str, str]] = COLUMNS, *, timeline: Timeline,
                log_dir: Path | str | None = None, max_workers: int | None = None,
                behaviours: Sequence[str] = BEHAVIOURS) -> list[Cell]:
     """Every (behaviour, column) at once, each in its own thread (which starts and stops its
-    members); cells in (behaviour, column) order."""
+    members); cells in (behaviour, column) order. Raises :class:`FamilyFailed` (with the
+    cells that did come out) when any failed, after every job ended."""
     p = params or LivenessParams()
     jobs = [(b, c, g) for b in behaviours for c, g in columns]
     with ThreadPoolExecutor(max_workers=max_workers or len(jobs),
                             thread_name_prefix="liveness") as pool:
         futures = [pool.submit(run_cell, b, broker, c, g, p, timeline=timeline, log_dir=log_dir)
                    for b, c, g in jobs]
-        return [f.result() for f in futures]
+        cells, failures = [], []
+        for (b, c, g), f in zip(jobs, futures, strict=True):
+            try:
+                cells.append(f.result())
+            except Exception as exc:  # noqa: BLE001 - reported with the others below
+                log.exception("liveness cell %s on %s/%s failed", b, c, g)
+                failures.append((b, c, g, f"{type(exc).__name__}: {exc}"))
+    if failures:
+        raise FamilyFailed(cells, failures)
+    return cells

@@ -72,7 +72,8 @@ def set_group_session(broker: BrokerHandle, group: str, session_timeout_ms: int,
         res.add_incremental_config(ConfigEntry("consumer.heartbeat.interval.ms",
                                                str(heartbeat_interval_ms),
                                                incremental_operation=AlterConfigOpType.SET))
-    for fut in _admin(broker).incremental_alter_configs([res]).values():
+    admin = _admin(broker)  # kept alive until the futures resolve (a dropped client aborts them)
+    for fut in admin.incremental_alter_configs([res]).values():
         fut.result(timeout_s)
 
 
@@ -82,6 +83,7 @@ def group_config(broker: BrokerHandle, group: str, timeout_s: float = 30.0) -> d
     from confluent_kafka.admin import ConfigResource
 
     out: dict[str, str] = {}
-    for fut in _admin(broker).describe_configs([ConfigResource("GROUP", group)]).values():
+    admin = _admin(broker)
+    for fut in admin.describe_configs([ConfigResource("GROUP", group)]).values():
         out.update({name: entry.value for name, entry in fut.result(timeout_s).items()})
     return out
