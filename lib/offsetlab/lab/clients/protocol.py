@@ -71,8 +71,11 @@ the consumer, which leaves the group) is followed by ``revoked`` of everything h
 whole topic, including partitions assigned later). ``extra`` may hold ``{"kafka": {...},
 "retry": {...}, "consumer": {...}, "run": {...}}``, merged into the options of ``new
 Kafka()``, its ``retry`` (which the consumer inherits), ``kafka.consumer()`` and
-``consumer.run()``. ``on_fail`` ``pause_and_seek`` is refused (a fatal ``error`` at start):
-KafkaJS's idiom is ``pause_and_throw``.
+``consumer.run()``. KafkaJS 2.2.4's ``kafka.consumer()`` has its own default ``retry``
+(``{retries: 5}``) that overrides the client's ``retries`` for the consumer (its runner's
+retries of a failing handler): set that one with ``{"consumer": {"retry": {...}}}``.
+``on_fail`` ``pause_and_seek`` is refused (a fatal ``error`` at start): KafkaJS's idiom is
+``pause_and_throw``.
 """
 
 from __future__ import annotations
