@@ -126,7 +126,7 @@ def test_membership_kept_reads_lines_events_and_takeovers() -> None:
     taken = _kept([], [], [handled(18, 0)])
     assert not taken.kept and taken.taken_over == 1
     assert _kept([rebalance(5)], [ev("join", 3)], [handled(25, 0)]).kept  # outside the window
-    assert "broker group lines ['rebalance']" in _kept([rebalance(15)], [], []).evidence("paused", 12)
+    assert "broker group lines ['rebalance at 5.0 s']" in _kept([rebalance(15)], [], []).evidence("paused", 12)
 
 
 def test_lost_values_are_those_nobody_handled() -> None:

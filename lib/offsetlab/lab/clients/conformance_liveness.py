@@ -285,8 +285,10 @@ def run_pause_on_error_keeps_membership(broker: BrokerHandle, client: str, group
     lost = vals.lost_values(s.produced, events)
     failed = len([e for e in events[a.who] if e.get("event") == "handler_failed"])
     pauses = len([e for e in events[a.who] if e.get("event") == "pause"])
+    crashes = [f"{e.get('error')} (restart {e.get('restart')}) at {float(e['at']) - start:.1f} s"
+               for e in events[a.who] if e.get("event") == "crash"]
     evidence = (k.evidence(f"{on_fail}, dependency down", up - start)
-                + f"; {failed} handler failures, {pauses} pauses; lost {len(lost)} of "
+                + f"; {failed} handler failures, {pauses} pauses, crashes {crashes or 'none'}; lost {len(lost)} of "
                   f"{len(s.produced)} messages {up and round(end - up, 1)} s after it came back")
     return s.cell(behaviour, k.kept and not lost, evidence)
 

@@ -72,8 +72,8 @@ class Kept:
     """What :func:`membership_kept` counted in its window."""
 
     kept: bool
-    group_lines: list[str]        # kinds of the broker's group-change lines, in order
-    member_changes: list[str]     # "who:event" of the members' own membership events
+    group_lines: list[str]        # "kind at s" of the broker's group-change lines, in order
+    member_changes: list[str]     # "who:event at s" of the members' own membership events
     taken_over: int               # the other member's handled messages of the paused partitions
     paused_handled: int           # the paused member's handled messages of its paused partitions
     other_handled: int            # the other member's handled messages (all partitions)
@@ -90,10 +90,10 @@ def membership_kept(log: Sequence[GroupLogEvent], members: Mapping[str, Sequence
                     end: float) -> Kept:
     """Kept: no group-change line of the broker and no membership event of any member in
     ``[start, end]``, and no other member handled a message of ``paused`` in it."""
-    lines = [e.kind for e in log if e.kind in GROUP_CHANGES and e.at is not None
-             and start <= e.at <= end]
-    changes = [f"{who}:{e['event']}" for who, evs in members.items() for e in evs
-               if e.get("event") in MEMBERSHIP_EVENTS and start <= _at(e) <= end]
+    lines = [f"{e.kind} at {e.at - start:.1f} s" for e in log if e.kind in GROUP_CHANGES
+             and e.at is not None and start <= e.at <= end]
+    changes = [f"{who}:{e['event']} at {_at(e) - start:.1f} s" for who, evs in members.items()
+               for e in evs if e.get("event") in MEMBERSHIP_EVENTS and start <= _at(e) <= end]
     others = [e for who, evs in members.items() if who != paused_member
               for e in handled_in(evs, start, end)]
     taken = [e for e in others if _tp(e) in paused]
