@@ -76,6 +76,16 @@ Kafka()``, its ``retry`` (which the consumer inherits), ``kafka.consumer()`` and
 retries of a failing handler): set that one with ``{"consumer": {"retry": {...}}}``.
 ``on_fail`` ``pause_and_seek`` is refused (a fatal ``error`` at start): KafkaJS's idiom is
 ``pause_and_throw``.
+
+**Python members** (``pymember``: kafka-python, confluent-kafka). ``pause``/``resume`` carry
+``by`` (``command`` or ``handler``) as KafkaJS's do; ``handler_failed`` also has ``attempt``;
+``error`` from confluent-kafka's ``error_cb`` has ``code`` (the error's name) and
+``suppressed`` (identical non-fatal reports folded into it: at most one event per code a
+second); ``commit``/``commit_failed`` of auto-commits come from the clients' commit callbacks
+(``commit_failed`` then has ``where``: ``auto``); ``assigned``/``revoked``/``lost`` are not
+emitted for an empty partition list (``join`` is, on every assignment callback). Stdin EOF
+exits with status 3. Details: :mod:`offsetlab.lab.clients.pymember_loop` and the two adapter
+modules.
 """
 
 from __future__ import annotations

@@ -8,15 +8,21 @@
   ``auto``; ``auto.offset.reset=earliest`` when ``from_beginning``; ``client.id`` is the
   member's name; ``extra`` is merged last, as it is.
 - ``error_cb`` becomes ``error`` events (``where: error_cb``, ``fatal``: the error's own
-  ``fatal()``); a fatal one ends the member (``stopped`` with ``clean: false``). librdkafka
-  never raises for an unreachable broker: it keeps reporting through ``error_cb``.
+  ``fatal()``, ``code``: the error's name); a fatal one ends the member (``stopped`` with
+  ``clean: false``). librdkafka never raises for an unreachable broker: it keeps reporting
+  through ``error_cb`` (2.16 at its defaults, nothing listening: ``_TRANSPORT`` about 19
+  times a second, ``_ALL_BROKERS_DOWN`` every 10 s), so a non-fatal code is emitted at most
+  once per :data:`ERROR_EVERY_S`; ``suppressed`` counts the reports of that code folded
+  into it since the previous event.
 - Records: ``consume(n, 0)`` takes what is there, else ``poll(timeout)`` waits for one
   (``consume()`` waits for all ``n``: the bus's compat quirk).
 - ``join`` (in ``on_assign``): ``generation`` from
   :func:`compat.generation_of` of ``consumer_group_metadata()``, ``member_id`` from
   ``memberid()``; librdkafka tells neither the leader nor a join duration (None).
-  ``on_assign`` / ``on_revoke`` / ``on_lost`` emit ``assigned`` / ``revoked`` / ``lost``;
-  confluent-kafka assigns after ``on_assign`` returns (the member pauses nothing inside it).
+  ``on_assign`` / ``on_revoke`` / ``on_lost`` emit ``assigned`` / ``revoked`` / ``lost``
+  (not for an empty list: under KIP-848 a member that only gave partitions away gets an
+  ``on_assign`` of nothing, which is still a ``join``); confluent-kafka assigns after
+  ``on_assign`` returns (the member pauses nothing inside it).
 - A seek that fails with ``_STATE`` (the partition's fetcher has not started) is applied
   at the next poll; the partition's records are dropped until then (:data:`compat.SEEK_NOT_READY`).
 - **Commits**: ``idiomatic`` is ``commit(message=msg, asynchronous=False)``;
@@ -28,6 +34,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections import Counter
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -41,6 +49,8 @@ __all__ = ["ConfluentAdapter", "confluent_settings"]
 log = logging.getLogger(__name__)
 
 _BATCH = 500
+#: at most one non-fatal ``error_cb`` event per error code in this many seconds
+ERROR_EVERY_S = 1.0
 
 
 def confluent_settings(config: MemberConfig, **callbacks: Any) -> dict[str, Any]:
@@ -84,6 +94,8 @@ class ConfluentAdapter:
         self.assigned_once = False
         self.fatal: str | None = None
         self.pending_seeks: dict[TP, int] = {}
+        self._last_error_at: dict[str, float] = {}
+        self._suppressed: Counter[str] = Counter()
 
     def start(self) -> None:
         compat.check_topics(self.config.topics)
@@ -99,10 +111,15 @@ class ConfluentAdapter:
     # -- callbacks (served inside poll/consume, on the loop's thread) --------------------
     def _on_error(self, error: KafkaError) -> None:
         fatal = bool(error.fatal())
-        self.emit("error", where="error_cb", error=_error_text(error), fatal=fatal,
-                  code=error.name())
         if fatal:
             self.fatal = _error_text(error)
+        code, now = error.name(), time.monotonic()
+        if not fatal and now - self._last_error_at.get(code, -ERROR_EVERY_S) < ERROR_EVERY_S:
+            self._suppressed[code] += 1
+            return
+        self._last_error_at[code] = now
+        self.emit("error", where="error_cb", error=_error_text(error), fatal=fatal, code=code,
+                  suppressed=self._suppressed.pop(code, 0))
 
     def _on_commit(self, error: KafkaError | None, partitions: Any) -> None:
         if error is not None:
@@ -119,16 +136,19 @@ class ConfluentAdapter:
         self.emit("join", generation=compat.generation_of(consumer.consumer_group_metadata()),
                   member_id=consumer.memberid(), leader=None, join_s=None,
                   partitions=_tps(partitions))
-        self.emit("assigned", partitions=_tps(partitions))
+        if partitions:
+            self.emit("assigned", partitions=_tps(partitions))
         self.assigned_once = True
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.emit("revoked", partitions=_tps(partitions))
+        if partitions:
+            self.emit("revoked", partitions=_tps(partitions))
         for tp in partitions:
             self.pending_seeks.pop((tp.topic, tp.partition), None)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.emit("lost", partitions=_tps(partitions))
+        if partitions:
+            self.emit("lost", partitions=_tps(partitions))
         for tp in partitions:
             self.pending_seeks.pop((tp.topic, tp.partition), None)
 

@@ -11,8 +11,11 @@
   event loop): it only emits events and reads the coordinator's fields (``_generation``,
   ``_is_leader``), never calls the consumer.
 - ``join``: ``generation`` and ``member_id`` from the coordinator's generation, ``leader``
-  from the coordinator, ``join_s`` = the coordinator metric ``join-time-max`` (the longest
-  JoinGroup round trip, request to response, in the metrics window, SyncGroup not included).
+  from the coordinator, ``join_s`` = the last JoinGroup round trip (request to response,
+  SyncGroup not included) kafka-python measured for its ``join-latency`` sensor (the sensor
+  behind the ``join-time-max``/``join-time-avg`` metrics, which keep only a window's max and
+  average; the member keeps the last value it records). The empty ``on_partitions_revoked``
+  of the eager protocol before a first join is not an event (nothing was taken away).
 - **Commits**: ``idiomatic`` is ``commit()`` (synchronous; it commits every assigned
   partition's *consumed position*, i.e. past every record the last ``poll()`` returned, which
   the ``commit`` events show); ``message_offset`` / ``offset_plus_one`` commit
@@ -24,6 +27,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
@@ -35,8 +39,6 @@ from offsetlab.lab.clients.pymember_loop import TP, Emit, Rec, describe, text
 __all__ = ["KafkaPythonAdapter", "kafka_python_settings"]
 
 log = logging.getLogger(__name__)
-
-_COORDINATOR_METRICS = "consumer-coordinator-metrics"
 
 
 def kafka_python_settings(config: MemberConfig, **callbacks: Any) -> dict[str, Any]:
@@ -68,13 +70,30 @@ class _Listener(ConsumerRebalanceListener):
         self.adapter = adapter
 
     def on_partitions_revoked(self, revoked: Any) -> None:
-        self.adapter.emit("revoked", partitions=_tps(revoked))
+        if revoked:   # the eager protocol revokes nothing before the first join: not an event
+            self.adapter.emit("revoked", partitions=_tps(revoked))
 
     def on_partitions_lost(self, lost: Any) -> None:
-        self.adapter.emit("lost", partitions=_tps(lost))
+        if lost:
+            self.adapter.emit("lost", partitions=_tps(lost))
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         self.adapter.on_assigned(assigned)
+
+
+class _KeepLast:
+    """A kafka-python ``Sensor`` that also keeps the last value recorded on it."""
+
+    def __init__(self, sensor: Any) -> None:
+        self.sensor = sensor
+        self.last: float | None = None
+
+    def record(self, value: float = 1.0, time_ms: Any = None) -> None:
+        self.last = value
+        self.sensor.record(value, time_ms)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sensor, name)
 
 
 class KafkaPythonAdapter:
@@ -86,6 +105,7 @@ class KafkaPythonAdapter:
         self.consumer: KafkaConsumer | None = None
         self.assigned_once = False
         self.fatal: str | None = None
+        self.join_latency: _KeepLast | None = None
 
     def start(self) -> None:
         callbacks: dict[str, Any] = {}
@@ -98,8 +118,19 @@ class KafkaPythonAdapter:
         except BaseException:
             compat.reap_io_threads(before, self.config.who)
             raise
+        self._watch_join_latency()
         self.emit("ready")
         self.consumer.subscribe(self.config.topics, listener=_Listener(self))
+
+    def _watch_join_latency(self) -> None:
+        """Keep the last value kafka-python records on its ``join-latency`` sensor (the
+        JoinGroup round trip it measures itself; its metrics only keep the window's max and
+        average): the coordinator's sensor is swapped for a :class:`_KeepLast` around it."""
+        sensors = getattr(getattr(self.consumer, "_coordinator", None), "_sensors", None)
+        sensor = getattr(sensors, "join_latency", None)
+        if sensor is not None:
+            self.join_latency = _KeepLast(sensor)
+            sensors.join_latency = self.join_latency  # type: ignore[union-attr]
 
     # -- callbacks (kafka-python's IO thread) --------------------------------------------
     def on_assigned(self, assigned: Any) -> None:
@@ -113,14 +144,8 @@ class KafkaPythonAdapter:
         self.assigned_once = True
 
     def _join_s(self) -> float | None:
-        try:
-            assert self.consumer is not None
-            value = self.consumer.metrics().get(_COORDINATOR_METRICS, {}).get("join-time-max")
-        except Exception:
-            log.debug("no join-time metric", exc_info=True)
-            return None
-        if not isinstance(value, (int, float)) or value != value or value in (float("inf"),
-                                                                             float("-inf")):
+        value = self.join_latency.last if self.join_latency is not None else None
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
             return None
         return round(float(value) / 1000.0, 4)
 

@@ -223,9 +223,9 @@ class MemberLoop:
             elif cmd in ("pause", "resume"):
                 tps = self.chosen(command.get("partitions"))
                 if cmd == "pause":
-                    self.pause(tps)
+                    self.pause(tps, by="command")
                 else:
-                    self.resume(tps)
+                    self.resume(tps, by="command")
             else:
                 log.warning("unknown command %r", command)
 
@@ -237,21 +237,21 @@ class MemberLoop:
         wanted = {int(p) for p in partitions}
         return sorted(tp for tp in held if tp[1] in wanted)
 
-    def pause(self, tps: list[TP]) -> None:
+    def pause(self, tps: list[TP], *, by: str) -> None:
         if tps:
             self.adapter.pause(tps)
         self.paused_now.update(tps)
         for tp in tps:
             self.resume_at.pop(tp, None)
-        self.emit("pause", partitions=[list(tp) for tp in tps])
+        self.emit("pause", partitions=[list(tp) for tp in tps], by=by)
 
-    def resume(self, tps: list[TP]) -> None:
+    def resume(self, tps: list[TP], *, by: str) -> None:
         if tps:
             self.adapter.resume(tps)
         self.paused_now.difference_update(tps)
         for tp in tps:
             self.resume_at.pop(tp, None)
-        self.emit("resume", partitions=[list(tp) for tp in tps])
+        self.emit("resume", partitions=[list(tp) for tp in tps], by=by)
 
     def resume_due(self) -> None:
         now = self.clock()
@@ -262,7 +262,7 @@ class MemberLoop:
             for tp in gone:   # revoked while paused: nothing to resume
                 del self.resume_at[tp]
             if len(gone) < len(due):
-                self.resume([tp for tp in due if tp in held])
+                self.resume([tp for tp in due if tp in held], by="handler")
 
     # -- records -----------------------------------------------------------------------
     def seek(self, tp: TP, offset: int) -> None:
@@ -297,7 +297,7 @@ class MemberLoop:
             if on_fail == "skip":
                 return True
             if on_fail in ("pause_and_seek", "pause_and_throw"):
-                self.pause([rec.tp])
+                self.pause([rec.tp], by="handler")
                 self.resume_at[rec.tp] = self.clock() + self.config.handler.retry_after_s
             self.seek(rec.tp, rec.offset)
             return False
