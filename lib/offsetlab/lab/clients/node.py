@@ -65,13 +65,17 @@ def kafkajs_dir() -> Path:
     return cache_dir() / "kafkajs" / digest
 
 
+def _installed(target: Path) -> bool:
+    return (target / _STAMP).exists() and (target / "node_modules" / "kafkajs" / "package.json").exists()
+
+
 def ensure_kafkajs() -> Path:
     """Install the locked KafkaJS into :func:`kafkajs_dir` once (``npm ci``); return that
     folder (its ``node_modules`` is what ``NODE_PATH`` points at). Idempotent and safe to
     call from several processes at once."""
     target = kafkajs_dir()
     stamp = target / _STAMP
-    if stamp.exists():
+    if _installed(target):
         return target
     ok, why = node_available()
     if not ok:
@@ -82,8 +86,9 @@ def ensure_kafkajs() -> Path:
     target.mkdir(parents=True, exist_ok=True)
     with open(target.with_name(target.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)          # released when the file closes
-        if stamp.exists():                        # another process installed it meanwhile
+        if _installed(target):                    # another process installed it meanwhile
             return target
+        stamp.unlink(missing_ok=True)
         for name in ("package.json", "package-lock.json"):
             shutil.copyfile(KAFKAJS_DIR / name, target / name)
         cmd = [npm, "ci", "--no-audit", "--no-fund"]

@@ -6,13 +6,15 @@
 // says otherwise.
 
 const readline = require('readline')
+const { performance } = require('perf_hooks')
 const { Kafka, logLevel } = require('kafkajs')
 
 const CLIENT = 'kafkajs'
 
 function emit (event, fields = {}) {
   // stdout to a pipe is synchronous on Linux: a line is written before process.exit()
-  process.stdout.write(JSON.stringify({ event, at: Date.now() / 1000, client: CLIENT, ...fields }) + '\n')
+  const at = (performance.timeOrigin + performance.now()) / 1000
+  process.stdout.write(JSON.stringify({ event, at, client: CLIENT, ...fields }) + '\n')
 }
 
 function errText (e) {
@@ -34,6 +36,7 @@ function fatal (where, e) {
 }
 
 process.on('unhandledRejection', e => fatal('unhandled_rejection', e))
+process.stdout.on('error', () => die(4)) // nobody reads our events any more
 process.on('uncaughtException', e => fatal('uncaught_exception', e))
 
 // The parent is gone when its pid is no longer our parent (reparented) ...
@@ -226,8 +229,10 @@ function main (cfg) {
 
   const runOpts = { autoCommit }
   if (cfg.style === 'batch') {
-    runOpts.eachBatch = async ({ batch, resolveOffset, heartbeat }) => {
+    // the KafkaJS docs' eachBatch loop: stop at a stale batch (a seek, a rebalance) or a stop
+    runOpts.eachBatch = async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
       for (const message of batch.messages) {
+        if (!isRunning() || isStale()) break
         await handle(batch.topic, batch.partition, message)
         resolveOffset(message.offset)
         await commitAfter(batch.topic, batch.partition, message)
