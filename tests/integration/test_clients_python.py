@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from confluent_kafka.admin import AdminClient
 from offsetlab.brokers import BrokerHandle
 from offsetlab.lab.clients import MemberConfig
 from offsetlab.lab.clients.child import ChildMember
@@ -26,6 +27,12 @@ def _member(broker: BrokerHandle, client: str, protocol: str, topic: str, group:
     return ChildMember(config, Timeline(), log_dir=tmp_path)
 
 
+def _group_members(broker: BrokerHandle, group: str) -> int:
+    """How many members the broker's group has now (classic and consumer groups alike)."""
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
+    return len(admin.describe_consumer_groups([group])[group].result(30).members)
+
+
 @pytest.mark.parametrize(("client", "protocol"), COLUMNS, ids=IDS)
 def test_join_consume_commit_stop(kafka_broker: BrokerHandle, unique: str, tmp_path,
                                   client: str, protocol: str) -> None:
@@ -40,7 +47,9 @@ def test_join_consume_commit_stop(kafka_broker: BrokerHandle, unique: str, tmp_p
         member.wait_for("handled", timeout_s=WAIT_S, count=6)
         member.wait_for("commit", timeout_s=WAIT_S, count=6)
         member.wait_for("run_returned", timeout_s=WAIT_S)
+        assert _group_members(kafka_broker, group) == 1
         assert member.stop() == 0
+    assert _group_members(kafka_broker, group) == 0, "stop did not leave the group"
     kinds = [e["event"] for e in member.events]
     assert kinds.index("run_called") < kinds.index("run_returned")
     assert kinds[-1] == "stopped" and member.events[-1]["clean"] is True
@@ -91,3 +100,18 @@ def test_failed_message_is_sought_back_and_handled_again(
     assert [e["value"] for e in failed] == ["m3"]
     assert [e["offset"] for e in member.seen("seek")] == [2]
     assert member.seen("handled", lambda e: e["value"] == "m3")[0]["attempt"] == 2
+
+
+@pytest.mark.parametrize(("client", "protocol"), COLUMNS, ids=IDS)
+def test_stdin_eof_exits_at_once_without_leaving(kafka_broker: BrokerHandle, unique: str,
+                                                 tmp_path, client: str, protocol: str) -> None:
+    topic = create_topic(kafka_broker, f"py-{unique}", partitions=1)
+    group = f"g-{unique}"
+    with _member(kafka_broker, client, protocol, topic, group, tmp_path) as member:
+        member.wait_for("run_returned", timeout_s=WAIT_S)
+        assert member.proc is not None and member.proc.stdin is not None
+        member.proc.stdin.close()   # what the parent's death does
+        assert member.proc.wait(10) == 3
+        member.exit_code = 3
+    assert member.seen("stopped") == []
+    assert _group_members(kafka_broker, group) == 1, "the member left the group on EOF"
