@@ -80,6 +80,28 @@ def test_sleep_value_names_the_clock_from_the_broker_line() -> None:
     assert _sleep(leave_group(15.3), max_poll_s=None) == "leave_group at an unexplained time"
 
 
+def test_the_session_counts_from_the_members_last_heartbeat() -> None:
+    def kafkajs(expiry_s: float, *beats: float) -> str:
+        events = [{"event": "heartbeat", "at": T0 + b} for b in beats]
+        return vals.sleep_value(group_events([expired(expiry_s)], G), block_start=T0,
+                                block_end=T0 + 24, session_s=5, max_poll_s=None,
+                                member_events=events)[0]
+
+    # the last heartbeat 1.4 s before the handler blocked: the session ends 3.6 s into the block
+    assert kafkajs(3.63, -2.4, -1.4) == "session timeout"
+    assert kafkajs(3.63, -0.1) == "heartbeat_expired at an unexplained time"
+    assert kafkajs(5.1, -0.1) == "session timeout"
+    # heartbeats went on inside the block: an expiry 5 s after the last one before it is not it
+    value, evidence = vals.sleep_value(group_events([expired(9.0)], G), block_start=T0,
+                                       block_end=T0 + 24, session_s=5, max_poll_s=None,
+                                       member_events=[{"event": "heartbeat", "at": T0 - 0.5},
+                                                      {"event": "heartbeat", "at": T0 + 3.5}])
+    assert value == "heartbeat_expired at an unexplained time" and "1 during it" in evidence
+    # no heartbeat events (the Python clients): up to one heartbeat interval early
+    assert _sleep(expired(3.2)) == "session timeout"
+    assert _sleep(expired(2.5)) == "heartbeat_expired at an unexplained time"
+
+
 def test_removal_clock_says_ambiguous_when_both_clocks_fit() -> None:
     (e,) = group_events([fenced(6.0)], G)
     assert removal_clock(e, 6.0, session_s=5, max_poll_s=1) == "session_expired at an ambiguous time"

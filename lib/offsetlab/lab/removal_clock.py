@@ -55,15 +55,19 @@ def first_removal(events: Sequence[GroupLogEvent], start: float, end: float, *,
 
 
 def removal_clock(event: GroupLogEvent | None, after_s: float | None, *, session_s: float,
-                  max_poll_s: float | None, heartbeat_s: float = 1.0) -> str:
+                  max_poll_s: float | None, heartbeat_s: float = 1.0,
+                  session_from_s: float | None = None) -> str:
     """The clock behind ``event``, a removal line ``after_s`` seconds into the block.
 
     A ``LeaveGroup`` / leave heartbeat / heartbeat expiry must come from ``clock -
     CLOCK_EARLY_S`` to ``clock + CLOCK_SLACK_S``; a join/sync/transition timeout no sooner than
-    ``clock - CLOCK_EARLY_S``. An expiry fits the session timeout at ``session_s`` or the max
-    poll interval at ``max_poll_s + session_s`` (up to one heartbeat earlier: the session runs
-    from the last heartbeat before the client stopped). ``max_poll_s`` None: the client has no
-    max poll interval. Anything else is ``"<kind> at an unexplained time"``."""
+    ``clock - CLOCK_EARLY_S``. An expiry fits the session timeout or the max poll interval at
+    ``max_poll_s + session_s``. The session runs from the member's last heartbeat: at
+    ``session_from_s`` (seconds from the block's start, negative before it) when the member
+    reports its heartbeats (KafkaJS), else some time in the heartbeat interval before the block
+    (one ``heartbeat_s`` more early tolerance); after the max poll interval the same.
+    ``max_poll_s`` None: the client has no max poll interval. Anything else is ``"<kind> at an
+    unexplained time"``."""
     if event is None:
         return NOT_REMOVED
     if after_s is None or event.kind not in CLOCKS_OF:
@@ -73,7 +77,9 @@ def removal_clock(event: GroupLogEvent | None, after_s: float | None, *, session
         return clock_s - early_s <= after_s <= clock_s + CLOCK_SLACK_S
 
     if event.kind in EXPIRIES:
-        fits = [c for c, ok in ((SESSION, within(session_s)),
+        session_ok = (within(session_s, CLOCK_EARLY_S + heartbeat_s) if session_from_s is None
+                      else within(session_from_s + session_s))
+        fits = [c for c, ok in ((SESSION, session_ok),
                                 (MAX_POLL, max_poll_s is not None and within(
                                     max_poll_s + session_s, CLOCK_EARLY_S + heartbeat_s)))
                 if ok]

@@ -203,7 +203,8 @@ def _run_sleep(behaviour: str, session_ms: int, max_poll_ms: int, broker: Broker
     value, evidence = vals.sleep_value(s.log_events(), block_start=start, block_end=end,
                                        session_s=session_ms / 1000,
                                        max_poll_s=None if mp is None else mp / 1000,
-                                       heartbeat_s=p.heartbeat_ms / 1000)
+                                       heartbeat_s=p.heartbeat_ms / 1000,
+                                       member_events=list(a.events))
     return s.cell(behaviour, value, evidence)
 
 

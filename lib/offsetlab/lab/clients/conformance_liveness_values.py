@@ -50,16 +50,26 @@ def handled_in(events: Iterable[Event], start: float, end: float,
 
 
 def sleep_value(log: Sequence[GroupLogEvent], *, block_start: float, block_end: float,
-                session_s: float, max_poll_s: float | None,
-                heartbeat_s: float = 1.0) -> tuple[str, str]:
+                session_s: float, max_poll_s: float | None, heartbeat_s: float = 1.0,
+                member_events: Sequence[Event] = ()) -> tuple[str, str]:
     """``(value, evidence)``: the clock behind the first removal line of the group's (only)
-    member while its handler blocked from ``block_start`` to ``block_end`` (epoch s)."""
+    member while its handler blocked from ``block_start`` to ``block_end`` (epoch s). When the
+    member reports its heartbeats (``member_events`` with ``heartbeat`` events: KafkaJS), the
+    session counts from its last heartbeat before the block."""
     e = first_removal(log, block_start, block_end)
     after = None if e is None or e.at is None else round(e.at - block_start, 2)
+    beats = [_at(b) for b in member_events if b.get("event") == "heartbeat"]
+    before = [b for b in beats if b <= block_start]
+    during = [b for b in beats if block_start < b <= block_end]
+    session_from = round(max(before) - block_start, 2) if before else None
     value = removal_clock(e, after, session_s=session_s, max_poll_s=max_poll_s,
-                          heartbeat_s=heartbeat_s)
+                          heartbeat_s=heartbeat_s, session_from_s=session_from)
     mp = "none" if max_poll_s is None else f"{max_poll_s:g} s"
     clocks = f"session {session_s:g} s, max poll {mp}"
+    if beats:
+        clocks += (f"; the member's last heartbeat event {session_from:g} s from the block's start, "
+                   if session_from is not None else "; no heartbeat event before the block, ")
+        clocks += f"{len(during)} during it"
     if e is None:
         return value, f"no removal line in the {block_end - block_start:.1f} s block ({clocks})"
     why = f", reason: {e.reason}" if e.reason else ""
