@@ -89,6 +89,7 @@ def test_a_fatal_client_error_is_the_value_when_no_partitions_came() -> None:
     assert run.value == "fatal UNRELEASED_INSTANCE_ID"
     assert "never held partitions" in cj.killed_evidence(run, static=True)
     assert v.fatal_error([ev("error", 1, fatal=False, error="KafkaError: _TRANSPORT: x")]) is None
+    assert v.fatal_error([ev("error", 1, fatal=False, code="_FATAL", error="KafkaError: _FATAL: x")]) == "_FATAL"
 
 
 def test_session_is_the_clients_default_or_the_brokers_under_kip848() -> None:

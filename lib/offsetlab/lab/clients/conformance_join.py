@@ -311,7 +311,8 @@ def killed_evidence(run: KilledRun, *, static: bool) -> str:
                else f"{run.removed_at - run.kill_at:.2f} s after the kill")
     what = "static (same group.instance.id)" if static else "dynamic"
     if isinstance(run.value, str):
-        err = next((e for e in run.b_events if e.get("event") == "error" and e.get("fatal")), {})
+        err = next((e for e in run.b_events if e.get("event") == "error"
+                    and (e.get("fatal") or e.get("code") == "_FATAL")), {})
         return (f"{what}: B never held partitions; its client failed: {str(err.get('error'))[:200]}"
                 f"; kill to B's start {run.gap} s; session {run.session_ms / 1000:g} s; "
                 f"dead member dropped: {removed}; group {run.group}")

@@ -96,9 +96,11 @@ def dead_member_removed_at(lines: Sequence[str], group: str) -> float | None:
 
 
 def fatal_error(events: Sequence[Event]) -> str | None:
-    """The first fatal ``error`` event's code (librdkafka) or class name, None when none."""
+    """The first fatal ``error`` event's code (librdkafka) or class name, None when none.
+    An error with librdkafka's code ``_FATAL`` counts whatever its ``fatal`` flag says: the
+    code itself means the client instance can do nothing more."""
     for e in events:
-        if e.get("event") == "error" and e.get("fatal"):
+        if e.get("event") == "error" and (e.get("fatal") or e.get("code") == "_FATAL"):
             return str(e.get("code") or error_name(e.get("error")))
     return None
 
