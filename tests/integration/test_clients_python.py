@@ -4,6 +4,7 @@ from the broker), pause/resume, stop."""
 
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
@@ -115,3 +116,41 @@ def test_stdin_eof_exits_at_once_without_leaving(kafka_broker: BrokerHandle, uni
         member.exit_code = 3
     assert member.seen("stopped") == []
     assert _group_members(kafka_broker, group) == 1, "the member left the group on EOF"
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_kafka_python_without_a_broker_fails_at_start(tmp_path) -> None:
+    """kafka-python's constructor raises when it cannot bootstrap (after its
+    ``bootstrap_timeout_ms``, 30 s by default; 2 s here to stay quick)."""
+    config = MemberConfig(client="kafka-python", who="down-kp", group="g-down", topics=["t"],
+                          bootstrap=f"127.0.0.1:{_closed_port()}",
+                          extra={"bootstrap_timeout_ms": 2000})
+    with ChildMember(config, Timeline(), log_dir=tmp_path) as member:
+        stopped = member.wait_for("stopped", timeout_s=WAIT_S)
+        assert member.proc is not None and member.proc.wait(10) == 1
+    assert stopped["clean"] is False
+    error = member.wait_for("error")
+    assert error["where"] == "start" and error["fatal"] is True
+    assert error["error"].startswith("KafkaTimeoutError")
+    assert member.seen("ready") == []
+
+
+@pytest.mark.parametrize("protocol", ["classic", "consumer"])
+def test_confluent_without_a_broker_reports_and_keeps_trying(tmp_path, protocol: str) -> None:
+    config = MemberConfig(client="confluent-kafka", who=f"down-{protocol}", group="g-down",
+                          topics=["t"], bootstrap=f"127.0.0.1:{_closed_port()}",
+                          group_protocol=protocol)
+    with ChildMember(config, Timeline(), log_dir=tmp_path) as member:
+        member.wait_for("error", lambda e: e.get("code") == "_TRANSPORT", timeout_s=WAIT_S,
+                        count=2)
+        assert member.alive
+        assert member.stop() == 0
+    errors = member.seen("error")
+    assert all(e["where"] == "error_cb" and e["fatal"] is False for e in errors)
+    assert sum(e["suppressed"] for e in errors) > 0   # librdkafka reports far more than 1/s
+    assert member.events[-1]["event"] == "stopped" and member.events[-1]["clean"] is True
