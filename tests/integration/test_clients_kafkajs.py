@@ -189,3 +189,33 @@ def test_sigkilled_parent_leaves_no_node_process(kafka_broker: BrokerHandle, uni
             parent.wait()
         if node_pid is not None and _is_member_js(node_pid):
             os.kill(node_pid, signal.SIGKILL)
+
+
+def test_a_pause_does_not_survive_kafkajs_restart_after_a_crash(kafka_broker: BrokerHandle,
+                                                                unique: str, tmp_path) -> None:
+    """Partition 0 paused by command; a message on partition 1 fails until the consumer
+    crashes; after KafkaJS's restart partition 0 is no longer paused (its messages are
+    handled, ``join`` reports ``paused`` []), although nobody resumed it."""
+    from kafka import KafkaProducer
+
+    topic = create_topic(kafka_broker, f"js-{unique}", partitions=2)
+    with _member(kafka_broker.bootstrap_servers, topic, f"g-{unique}", tmp_path,
+                 handler={"fail_values": ["bad"], "fail_times": 2}, extra=FAST_RETRY) as member:
+        member.wait_for("run_returned", timeout_s=WAIT_S)
+        member.pause([0])
+        assert member.wait_for("pause", timeout_s=WAIT_S)["partitions"] == [[topic, 0]]
+        producer = KafkaProducer(**kafka_broker.clients())
+        try:
+            producer.send(topic, value=b"held", partition=0).get(30)
+            time.sleep(1.0)
+            assert not member.seen("handled"), "handled a message of the paused partition"
+            producer.send(topic, value=b"bad", partition=1).get(30)
+        finally:
+            producer.close()
+        member.wait_for("crash", timeout_s=WAIT_S)
+        rejoin = member.wait_for("join", timeout_s=WAIT_S, count=2)
+        assert rejoin["paused"] == []
+        held = member.wait_for("handled", lambda e: e["value"] == "held", timeout_s=WAIT_S)
+        assert held["partition"] == 0 and held["t"] > rejoin["t"]
+        assert not member.seen("resume")
+        assert member.stop() == 0

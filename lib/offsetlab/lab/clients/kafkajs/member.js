@@ -99,6 +99,13 @@ function main (cfg) {
   const key = (t, p) => `${t}\u0000${p}`
   const unkey = k => { const i = k.indexOf('\u0000'); return [k.slice(0, i), Number(k.slice(i + 1))] }
 
+  const pausedNow = () => {
+    try {
+      return consumer.paused().flatMap(({ topic, partitions }) => partitions.map(p => [topic, p]))
+    } catch (_) {
+      return null
+    }
+  }
   consumer.on(ev.GROUP_JOIN, ({ payload }) => {
     const now = new Set()
     for (const [t, parts] of Object.entries(payload.memberAssignment || {})) {
@@ -111,7 +118,8 @@ function main (cfg) {
       leader: Boolean(payload.isLeader),
       join_s: payload.duration / 1000,
       partitions,
-      group_protocol: payload.groupProtocol
+      group_protocol: payload.groupProtocol,
+      paused: pausedNow() // KafkaJS's own paused list as the join completes
     })
     const revoked = [...held].filter(k => !now.has(k)).map(unkey)
     const added = [...now].filter(k => !held.has(k)).map(unkey)
