@@ -91,6 +91,10 @@ def test_the_session_counts_from_the_members_last_heartbeat() -> None:
     assert kafkajs(3.63, -2.4, -1.4) == "session timeout"
     assert kafkajs(3.63, -0.1) == "heartbeat_expired at an unexplained time"
     assert kafkajs(5.1, -0.1) == "session timeout"
+    joined = vals.sleep_value(group_events([expired(2.6)], G), block_start=T0, block_end=T0 + 24,
+                              session_s=5, max_poll_s=None,
+                              member_events=[{"event": "join", "at": T0 - 2.4}])
+    assert joined[0] == "session timeout"   # no heartbeat yet: the session runs from the join
     # heartbeats went on inside the block: an expiry 5 s after the last one before it is not it
     value, evidence = vals.sleep_value(group_events([expired(9.0)], G), block_start=T0,
                                        block_end=T0 + 24, session_s=5, max_poll_s=None,

@@ -125,7 +125,9 @@ class _Scenario:
         return m.start()
 
     def produce(self, partitions: Sequence[int], per_partition: int) -> float:
+        """Produce and flush; returns the wall-clock time just before the first send."""
         producer = KafkaProducer(**self.broker.clients())
+        sent_at = time.time()  # before the first send (closing the producer may take a while)
         try:
             for p in partitions:
                 for i in range(per_partition):
@@ -135,7 +137,7 @@ class _Scenario:
             producer.flush(30)
         finally:
             producer.close()
-        return time.time()
+        return sent_at
 
     def wait_holding(self, names: Sequence[str], timeout_s: float,
                      until: Callable[[], bool] | None = None) -> None:
@@ -197,14 +199,15 @@ def _run_sleep(behaviour: str, session_ms: int, max_poll_ms: int, broker: Broker
     finally:
         s.close()
     # the handler slept block_s before it reported the message handled: the block's start is
-    # that report minus the sleep (never before the message was produced)
+    # that report minus the sleep (never before the message was produced). KafkaJS reports its
+    # heartbeats (and joins): its session is counted from the last of them before the block
     end = float(done["at"])
-    start = max(produced_at - 0.5, end - p.block_s)
+    start = max(produced_at, end - p.block_s)
     value, evidence = vals.sleep_value(s.log_events(), block_start=start, block_end=end,
                                        session_s=session_ms / 1000,
                                        max_poll_s=None if mp is None else mp / 1000,
                                        heartbeat_s=p.heartbeat_ms / 1000,
-                                       member_events=list(a.events))
+                                       member_events=list(a.events) if client == "kafkajs" else [])
     return s.cell(behaviour, value, evidence)
 
 

@@ -53,12 +53,12 @@ def sleep_value(log: Sequence[GroupLogEvent], *, block_start: float, block_end: 
                 session_s: float, max_poll_s: float | None, heartbeat_s: float = 1.0,
                 member_events: Sequence[Event] = ()) -> tuple[str, str]:
     """``(value, evidence)``: the clock behind the first removal line of the group's (only)
-    member while its handler blocked from ``block_start`` to ``block_end`` (epoch s). When the
-    member reports its heartbeats (``member_events`` with ``heartbeat`` events: KafkaJS), the
-    session counts from its last heartbeat before the block."""
+    member while its handler blocked from ``block_start`` to ``block_end`` (epoch s). For a
+    member that reports its heartbeats (pass its events as ``member_events``: KafkaJS), the
+    session counts from its last heartbeat or completed join before the block."""
     e = first_removal(log, block_start, block_end)
     after = None if e is None or e.at is None else round(e.at - block_start, 2)
-    beats = [_at(b) for b in member_events if b.get("event") == "heartbeat"]
+    beats = [_at(b) for b in member_events if b.get("event") in ("heartbeat", "join")]
     before = [b for b in beats if b <= block_start]
     during = [b for b in beats if block_start < b <= block_end]
     session_from = round(max(before) - block_start, 2) if before else None
@@ -67,8 +67,9 @@ def sleep_value(log: Sequence[GroupLogEvent], *, block_start: float, block_end: 
     mp = "none" if max_poll_s is None else f"{max_poll_s:g} s"
     clocks = f"session {session_s:g} s, max poll {mp}"
     if beats:
-        clocks += (f"; the member's last heartbeat event {session_from:g} s from the block's start, "
-                   if session_from is not None else "; no heartbeat event before the block, ")
+        clocks += (f"; the member's last heartbeat/join event {session_from:g} s from the block's "
+                   f"start, " if session_from is not None else "; no heartbeat/join event before the "
+                                                                 "block, ")
         clocks += f"{len(during)} during it"
     if e is None:
         return value, f"no removal line in the {block_end - block_start:.1f} s block ({clocks})"
