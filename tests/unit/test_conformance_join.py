@@ -125,6 +125,9 @@ def test_redelivered_counts_failed_calls_too() -> None:
     assert cc.redelivered(only3) == ["3"]
     assert cc.redelivered(batch) == ["3", "4", "5"]
     assert cc.redelivered([handled("1", 0), handled("2", 1)]) == []
+    assert cc.retry_after([failed("3", 2, at=1.0), handled("4", 3, at=1.1), handled("3", 2, at=1.4)]) == (
+        pytest.approx(0.4))
+    assert cc.retry_after([handled("3", 2)]) is None
 
 
 def test_first_failure_names_the_code_or_the_class() -> None:

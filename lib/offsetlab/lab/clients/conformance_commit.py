@@ -43,7 +43,7 @@ from offsetlab.lab.clients.protocol import HandlerSpec, MemberConfig
 from offsetlab.lab.raw import committed_offsets, create_topic, produce
 from offsetlab.lab.timeline_core import Timeline
 
-__all__ = ["CommitParams", "END", "rereads", "deliveries", "redelivered", "first_failure", "run_commit_rereads",
+__all__ = ["CommitParams", "END", "rereads", "deliveries", "redelivered", "retry_after", "first_failure", "run_commit_rereads",
            "run_commit_message_offset_rereads", "run_idiomatic_commit_rereads",
            "run_batch_failure_redelivered", "run_broker_down_at_start"]
 
@@ -82,6 +82,17 @@ def redelivered(events: Sequence[Event]) -> list[str]:
     failed call counts: the message that failed and came back is in the list)."""
     counts = Counter(str(e.get("value")) for e in deliveries(events))
     return sorted(v for v, n in counts.items() if n > 1)
+
+
+def retry_after(events: Sequence[Event]) -> float | None:
+    """Seconds from the first failed handler call to the next call with the same message."""
+    calls = deliveries(events)
+    first = next((i for i, e in enumerate(calls) if e["event"] == "handler_failed"), None)
+    if first is None:
+        return None
+    again = next((e for e in calls[first + 1:] if e.get("offset") == calls[first].get("offset")
+                  and e.get("partition") == calls[first].get("partition")), None)
+    return None if again is None else round(float(again["at"]) - float(calls[first]["at"]), 3)
 
 
 def first_failure(events: Sequence[Event], spawned_at: float) -> tuple[str, float] | None:
@@ -176,10 +187,11 @@ def run_batch_failure_redelivered(broker: BrokerHandle, client: str, group_proto
     failed = [str(e.get("value")) for e in m.events if e.get("event") == "handler_failed"]
     crashes = [(error_name(e.get("error")), e.get("restart")) for e in m.events
                if e.get("event") == "crash"]
+    retry = retry_after(m.events)
     if measures is not None:
-        measures.update(value=value, handled_order=order, crashes=len(crashes))
-    ev = (f"handler calls in order {order} (! failed); failed {failed}; crash events "
-          f"{crashes or 'none'}; "
+        measures.update(value=value, handled_order=order, crashes=len(crashes), retry_s=retry)
+    ev = (f"handler calls in order {order} (! failed); failed {failed}; the failed message "
+          f"came back {retry} s later; crash events {crashes or 'none'}; "
           f"group {group}")
     return make_cell("batch_failure_redelivered", client, group_protocol, broker, value, ev)
 

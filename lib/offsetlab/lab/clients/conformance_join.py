@@ -203,8 +203,12 @@ def _first_join_cells(broker: BrokerHandle, client: str, proto: str,
         ev1 = f"the two members never held partitions together; {where}"
     each = [returned_after_join(e) for e in events]
     value2: bool | None = None if None in each else all(each)
-    ev2 = (f"run_returned after join: m1 {each[0]}, m2 {each[1]} (event order of each member); "
-           f"{where}")
+    how = ("the awaited consumer.run() resolved" if client == "kafkajs" else
+           "the first poll() after the member's first assignment returned (protocol.py's "
+           "run_returned: the join callback runs inside that poll, so this order is the "
+           "member's definition, not a measurement)")
+    ev2 = (f"run_returned after join: m1 {each[0]}, m2 {each[1]} (event order of each member; "
+           f"run_returned: {how}); {where}")
     return [make_cell("first_join_s", client, proto, broker, v, ev1),
             make_cell("run_returns_after_join", client, proto, broker,
                   value2 if value2 is not None else "no run_returned", ev2)]
@@ -310,16 +314,15 @@ def killed_evidence(run: KilledRun, *, static: bool) -> str:
     removed = ("not in the broker log" if run.removed_at is None
                else f"{run.removed_at - run.kill_at:.2f} s after the kill")
     what = "static (same group.instance.id)" if static else "dynamic"
+    tail = (f"kill to B's start {run.gap} s; session {run.session_ms / 1000:g} s; the broker "
+            f"dropped the dead member (session expired): {removed}; group {run.group}")
     if isinstance(run.value, str):
         err = next((e for e in run.b_events if e.get("event") == "error"
                     and (e.get("fatal") or e.get("code") == "_FATAL")), {})
-        return (f"{what}: B never held partitions; its client failed: {str(err.get('error'))[:200]}"
-                f"; kill to B's start {run.gap} s; session {run.session_ms / 1000:g} s; "
-                f"dead member dropped: {removed}; group {run.group}")
-    return (f"{what}: B holds partitions {run.value} s after its run_called "
-            f"({run.after_removal} s after the broker dropped the dead member); kill to B's start "
-            f"{run.gap} s; session {run.session_ms / 1000:g} s; broker dropped the dead member "
-            f"(heartbeat expired): {removed}; group {run.group}")
+        return (f"{what}: B never held partitions; its client failed: "
+                f"{str(err.get('error'))[:200]}; {tail}")
+    after = "" if run.after_removal is None else f" ({run.after_removal} s after that drop)"
+    return f"{what}: B holds partitions {run.value} s after its run_called{after}; {tail}"
 
 
 def _measure(measures: dict[str, Any] | None, run: KilledRun) -> None:
