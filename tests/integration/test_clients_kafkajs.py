@@ -219,3 +219,49 @@ def test_a_pause_does_not_survive_kafkajs_restart_after_a_crash(kafka_broker: Br
         assert held["partition"] == 0 and held["t"] > rejoin["t"]
         assert not member.seen("resume")
         assert member.stop() == 0
+
+
+PARENT_WITHOUT_PIPE = """
+import os, subprocess, sys, time
+child = subprocess.Popen(sys.argv[1:], stdin=open(os.environ["MEMBER_STDIN"], "rb"),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(child.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_node_member_exits_when_reparented_with_stdin_still_open(tmp_path) -> None:
+    """member.js's own parent watch, without the two other guards: its stdin is a FIFO the
+    test keeps open (no EOF) and no PR_SET_PDEATHSIG; SIGKILL the parent and the member must
+    notice that its parent pid changed (checked every 500 ms)."""
+    from offsetlab.lab.clients import node
+
+    cmd, env = node.child_command()
+    fifo = tmp_path / "member-stdin"
+    os.mkfifo(fifo)
+    keep = os.open(fifo, os.O_RDWR)          # a writer that outlives the parent: no EOF
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT_WITHOUT_PIPE)
+    parent = subprocess.Popen([sys.executable, "-u", str(script), *cmd], stdout=subprocess.PIPE,
+                              env={**os.environ, **env, "MEMBER_STDIN": str(fifo)})
+    node_pid = None
+    try:
+        config = MemberConfig(client="kafkajs", who="reparented", bootstrap="127.0.0.1:9",
+                              group="g", topics=["t"],
+                              extra={"retry": {"retries": 100, "initialRetryTime": 1000}})
+        os.write(keep, config.to_json().encode() + b"\n")
+        ready, _, _ = select.select([parent.stdout], [], [], 30)
+        assert ready, "the parent did not report its member's pid"
+        node_pid = int(parent.stdout.readline())
+        time.sleep(1.0)
+        assert _is_member_js(node_pid), "the member did not stay up with its parent alive"
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        assert _gone(node_pid, 5.0), "the node member outlived its parent"
+    finally:
+        os.close(keep)
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        if node_pid is not None and _is_member_js(node_pid):
+            os.kill(node_pid, signal.SIGKILL)
