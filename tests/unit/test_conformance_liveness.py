@@ -1,5 +1,6 @@
 """The liveness rows of the conformance matrix on hand-made member events and hand-made broker
-log lines: every value and finding comes out both ways (no broker, no child process)."""
+log lines: every value comes out both ways (no broker, no child process); the findings'
+flip tests are in test_findings_conformance_liveness.py (where the coverage test looks)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,8 @@ from typing import Any
 
 import pytest
 from offsetlab.lab.broker_log import group_events
-from offsetlab.lab.clients import conformance_findings_liveness as fl
 from offsetlab.lab.clients import conformance_liveness_values as vals
 from offsetlab.lab.clients.conformance_liveness import LivenessParams
-from offsetlab.lab.clients.matrix import Cell
-from offsetlab.lab.findings import assert_flips, flips
 from offsetlab.lab.removal_clock import removal_clock
 
 T0 = datetime(2026, 11, 30, 10, 0, 0, tzinfo=UTC).timestamp()
@@ -169,45 +167,3 @@ def test_pause_survived_needs_the_joiners_messages() -> None:
     assert vals.pause_survived([handled(5, 1)], b, kept=kept, since=T0 + 10, until=T0 + 20)[0] is True
     assert vals.pause_survived([], [], kept=kept, since=T0 + 10, until=T0 + 20)[0] is None
     assert vals.pause_survived([], b, kept=set(), since=T0 + 10, until=T0 + 20)[0] is None
-
-
-# -- findings --------------------------------------------------------------------------------
-def cell(behaviour: str, value: Any, client: str = "kafka-python", proto: str = "classic") -> Cell:
-    return Cell(behaviour=behaviour, client=client, group_protocol=proto, broker="kafka",
-                value=value, evidence="hand-made")
-
-
-@flips(fl.sleep_removed_by)
-def test_sleep_removed_by_prints_the_cells_clock() -> None:
-    for beh in ("sleep_evicted_by_session_first", "sleep_evicted_by_max_poll_first"):
-        a = fl.sleep_removed_by(cell(beh, "max poll interval", "confluent-kafka", "consumer"))
-        b = fl.sleep_removed_by(cell(beh, "session timeout", "confluent-kafka", "consumer"))
-        assert a.name.startswith("confluent-kafka (KIP-848), ")
-        assert assert_flips(a, b) == ("max poll interval", "session timeout")
-
-
-@flips(fl.removed_by_session)
-def test_removed_by_session_lists_the_columns() -> None:
-    beh = "sleep_evicted_by_session_first"
-    some = [cell(beh, "session timeout", "kafkajs"), cell(beh, "max poll interval")]
-    none = [cell(beh, "max poll interval", "kafkajs"), cell(beh, "max poll interval")]
-    assert assert_flips(fl.removed_by_session(some), fl.removed_by_session(none)) == (["kafkajs"], [])
-
-
-@flips(fl.pause_kept)
-def test_pause_kept_prints_the_cell() -> None:
-    beh = "pause_keeps_membership"
-    assert assert_flips(fl.pause_kept(cell(beh, True)), fl.pause_kept(cell(beh, False))) == (True, False)
-
-
-@flips(fl.pause_on_error_kept)
-def test_pause_on_error_kept_prints_the_cell() -> None:
-    beh = "pause_on_error_keeps_membership"
-    assert assert_flips(fl.pause_on_error_kept(cell(beh, True, "kafkajs")),
-                        fl.pause_on_error_kept(cell(beh, False, "kafkajs"))) == (True, False)
-
-
-@flips(fl.pause_survived)
-def test_pause_survived_prints_the_cell() -> None:
-    beh = "pause_survives_rebalance"
-    assert assert_flips(fl.pause_survived(cell(beh, False)), fl.pause_survived(cell(beh, True))) == (False, True)
