@@ -61,30 +61,34 @@ is not such a line is a defect of the child (its logs go to stderr).
 ``request_timeout`` KafkaJS REQUEST_TIMEOUT: ``broker``, ``api``, ``correlation_id``
 =================  ===========================================================================
 
-**KafkaJS member** (``kafkajs/member.js``). ``join`` has ``generation`` None,
-``group_protocol`` (the assigner's name) and ``paused`` (KafkaJS's ``consumer.paused()`` as
-the join completes: a pause does not survive KafkaJS's restart after a crash); KafkaJS's
-rebalancing is eager and has no revoke callback, so ``assigned``/``revoked`` are the
-difference between one GROUP_JOIN's assignment and the previous one's; a ``disconnect`` (on
-``stop``, and on a crash before KafkaJS restarts the consumer, which leaves the group) is
-followed by ``revoked`` of everything held (``by``: ``disconnect``). ``crash`` also has
-``retry_count``. ``pause``/``resume`` carry ``by`` (``command`` or ``handler``) and, for
-``partitions`` null, ``topics`` (KafkaJS pauses the whole topic, including partitions assigned
-later). ``extra`` may hold ``{"kafka": {...}, "retry": {...}, "consumer": {...}, "run":
-{...}}``, merged into the options of ``new Kafka()``, its ``retry`` (which the consumer
-inherits), ``kafka.consumer()`` and ``consumer.run()``. KafkaJS 2.2.4's ``kafka.consumer()``
-has its own default ``retry`` (``{retries: 5}``) that overrides the client's ``retries`` for
-the consumer (its runner's retries of a failing handler): set that one with ``{"consumer":
-{"retry": {...}}}``. ``on_fail`` ``pause_and_seek`` is refused (a fatal ``error`` at start):
-KafkaJS's idiom is ``pause_and_throw``. **Python members** (``pymember``: kafka-python,
-confluent-kafka). ``pause``/``resume`` carry ``by`` (``command`` or ``handler``) as KafkaJS's
-do; ``handler_failed`` also has ``attempt``; ``error`` from confluent-kafka's ``error_cb`` has
-``code`` (the error's name) and ``suppressed`` (identical non-fatal reports folded into it: at
-most one event per code a second); ``commit``/``commit_failed`` of auto-commits come from the
-clients' commit callbacks (``commit_failed`` then has ``where``: ``auto``);
-``assigned``/``revoked``/``lost`` are not emitted for an empty partition list (``join`` is, on
-every assignment callback). Stdin EOF exits with status 3. Details:
-:mod:`offsetlab.lab.clients.pymember_loop` and the two adapter modules.
+**KafkaJS member** (``kafkajs/member.js``). ``ready`` has ``kafkajs`` and ``node`` (versions);
+``heartbeat`` has ``member_id`` and ``generation`` (KafkaJS's HEARTBEAT gives it). ``join``
+has ``generation`` None, ``group_protocol`` (the assigner's name) and ``paused`` (KafkaJS's
+``consumer.paused()`` as the join completes: a pause does not survive KafkaJS's restart after
+a crash); KafkaJS's rebalancing is eager and has no revoke callback, so
+``assigned``/``revoked`` are the difference between one GROUP_JOIN's assignment and the
+previous one's; a ``disconnect`` (on ``stop``, and on a crash before KafkaJS restarts the
+consumer, which leaves the group) is followed by ``revoked`` of everything held (``by``:
+``disconnect``). ``crash`` also has ``retry_count``. ``pause``/``resume`` carry ``by``
+(``command`` or ``handler``) and, for ``partitions`` null, ``topics`` (KafkaJS pauses the
+whole topic, including partitions assigned later). ``extra`` may hold ``{"kafka": {...},
+"retry": {...}, "consumer": {...}, "run": {...}}``, merged into the options of ``new
+Kafka()``, its ``retry`` (which the consumer inherits), ``kafka.consumer()`` and
+``consumer.run()``. KafkaJS 2.2.4's ``kafka.consumer()`` has its own default ``retry``
+(``{retries: 5}``) that overrides the client's ``retries`` for the consumer (its runner's
+retries of a failing handler): set that one with ``{"consumer": {"retry": {...}}}``.
+``on_fail`` ``pause_and_seek`` is refused (a fatal ``error`` at start): KafkaJS's idiom is
+``pause_and_throw``.
+
+**Python members** (``pymember``: kafka-python, confluent-kafka). ``pause``/``resume`` carry
+``by`` (``command`` or ``handler``) as KafkaJS's do; ``handler_failed`` also has ``attempt``;
+``error`` from confluent-kafka's ``error_cb`` has ``code`` (the error's name) and
+``suppressed`` (identical non-fatal reports folded into it: at most one event per code a
+second); ``commit``/``commit_failed`` of auto-commits come from the clients' commit callbacks
+(``commit_failed`` then has ``where``: ``auto``); ``assigned``/``revoked``/``lost`` are not
+emitted for an empty partition list (``join`` is, on every assignment callback). Stdin EOF
+exits with status 3. Details: :mod:`offsetlab.lab.clients.pymember_loop` and the two adapter
+modules.
 """
 
 from __future__ import annotations
