@@ -1,5 +1,5 @@
 """The join/commit/failure rows of the conformance matrix on hand-made member events (no
-broker): each value and each finder comes out both ways."""
+broker): each value comes out both ways (the finders: test_findings_conformance_join.py)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,9 @@ from typing import Any
 import pytest
 from offsetlab.brokers import BrokerHandle
 from offsetlab.lab.clients import conformance_commit as cc
-from offsetlab.lab.clients import conformance_findings_join as ff
 from offsetlab.lab.clients import conformance_join as cj
 from offsetlab.lab.clients import conformance_join_family as fam
 from offsetlab.lab.clients import conformance_join_values as v
-from offsetlab.lab.findings import assert_flips, flips
 
 T = 1_800_000_000.0
 
@@ -140,70 +138,6 @@ def test_first_failure_names_the_code_or_the_class() -> None:
     assert cc.first_failure(js, T) == ("KafkaJSNumberOfRetriesExceeded", pytest.approx(9.0))
     assert cc.first_failure(py, T) == ("KafkaTimeoutError", pytest.approx(33.0))
     assert cc.first_failure([ev("ready", 0.5)], T) is None
-
-
-# -- finders --------------------------------------------------------------------------------------
-@flips(ff.waits_out_session)
-def test_waits_out_session_compares_with_session_minus_gap() -> None:
-    assert assert_flips(ff.waits_out_session("kafkajs", 0.4, 15.0, 2.0),
-                        ff.waits_out_session("kafkajs", 12.8, 15.0, 2.0)) == (False, True)
-
-
-@flips(ff.static_beats_session)
-def test_static_beats_session() -> None:
-    assert assert_flips(ff.static_beats_session("kafka-python", 0.3, 15.0, 2.0),
-                        ff.static_beats_session("kafka-python", 12.9, 15.0, 2.0)) == (True, False)
-    assert ff.static_beats_session("kafkajs", "unsupported", 30.0, 5.0).value == "unsupported"
-
-
-@flips(ff.initial_delay_waited)
-def test_initial_delay_waited() -> None:
-    assert assert_flips(ff.initial_delay_waited("c", 6.1, 3.0),
-                        ff.initial_delay_waited("c", 1.2, 3.0)) == (True, False)
-
-
-@flips(ff.first_hold_after_delay)
-def test_first_hold_after_delay() -> None:
-    assert assert_flips(ff.first_hold_after_delay("c", 3.2, 3.0),
-                        ff.first_hold_after_delay("c", 0.4, 3.0)) == (True, False)
-
-
-@flips(ff.run_returns_after_join)
-def test_run_returns_after_join_finder() -> None:
-    assert assert_flips(ff.run_returns_after_join("kafkajs", True),
-                        ff.run_returns_after_join("kafkajs", False)) == (True, False)
-
-
-@flips(ff.message_offset_rereads)
-def test_message_offset_rereads_finder() -> None:
-    assert assert_flips(ff.message_offset_rereads("c", 1, 4, 5),
-                        ff.message_offset_rereads("c", 0, 5, 5)) == (True, False)
-
-
-@flips(ff.idiomatic_rereads_none)
-def test_idiomatic_rereads_none_finder() -> None:
-    assert assert_flips(ff.idiomatic_rereads_none("c", 0, 5, 5),
-                        ff.idiomatic_rereads_none("c", 1, 4, 5)) == (True, False)
-
-
-@flips(ff.batch_redelivered)
-def test_batch_redelivered_finder() -> None:
-    assert assert_flips(ff.batch_redelivered("c", ["3"]),
-                        ff.batch_redelivered("c", ["5", "3", "4"])) == (["3"], ["3", "4", "5"])
-
-
-@flips(ff.broker_down_reported)
-def test_broker_down_reported_finder() -> None:
-    assert assert_flips(ff.broker_down_reported("c", "_TRANSPORT"),
-                        ff.broker_down_reported("c", "nothing within 60 s")) == (
-        "_TRANSPORT", "nothing within 60 s")
-
-
-@flips(ff.broker_down_within)
-def test_broker_down_within_finder() -> None:
-    assert assert_flips(ff.broker_down_within("c", 0.05, 3.0),
-                        ff.broker_down_within("c", 9.3, 3.0)) == (True, False)
-    assert ff.broker_down_within("c", None, 3.0).value is False
 
 
 # -- the family runner: a failed run is a cell that says so -----------------------------------

@@ -21,7 +21,7 @@ from typing import Any
 
 from offsetlab.lab.findings import Finding, finder
 
-__all__ = ["waits_out_session", "static_beats_session", "initial_delay_waited", "first_hold_after_delay",
+__all__ = ["waits_out_session", "static_beats_session", "first_hold_after_delay",
            "run_returns_after_join", "message_offset_rereads", "idiomatic_rereads_none",
            "batch_redelivered", "broker_down_reported", "broker_down_within"]
 
@@ -58,21 +58,13 @@ def static_beats_session(column: str, value: Any, session_s: float, gap_s: float
                    measured={"value": value, "session_s": session_s, "gap_s": gap_s, "bound": bound})
 
 
-@finder("{}: two new members wait out the broker's initial rebalance delay")
-def initial_delay_waited(column: str, value: Any, delay_s: float) -> Finding:
-    """``first_join_s >= 0.9 * group.initial.rebalance.delay`` (the broker's setting; the
-    0.9 leaves room for the members' clocks, a classic join cannot end before the delay)."""
-    v = _num(value)
-    return Finding(f"{column}: two new members wait out the broker's initial rebalance delay",
-                   v is not None and v >= 0.9 * delay_s,
-                   rule="first_join_s >= 0.9 * group.initial.rebalance.delay.ms",
-                   measured={"value": value, "delay_s": delay_s})
-
-
 @finder("{}: the first member of a new group holds partitions only after the initial rebalance delay")
 def first_hold_after_delay(column: str, first_hold_s: Any, delay_s: float) -> Finding:
-    """``first_hold_s >= 0.9 * group.initial.rebalance.delay``: a classic group's join waits
-    the delay before anyone is assigned; a KIP-848 group has no such delay."""
+    """``first_hold_s >= 0.9 * group.initial.rebalance.delay`` (the broker's setting; 0.9
+    leaves room for the members' clocks): a classic group's first join cannot end before the
+    delay. (``first_join_s``, both members holding, is not compared with the delay: under
+    KIP-848 it is set by the broker's heartbeat interval, 2.2 s at 1 s and 6.1 s at 5 s here,
+    so it can land on either side of 3 s for a reason that is not the delay.)"""
     v = _num(first_hold_s)
     return Finding(f"{column}: the first member of a new group holds partitions only after the "
                    "initial rebalance delay", v is not None and v >= 0.9 * delay_s,

@@ -22,6 +22,13 @@ on every exit path, in the thread that started them) and returns a
   when it dropped the dead member (``heartbeat_expired``) where it logs it.
 - ``static_member_rejoin_s``: the same with ``group.instance.id`` on both incarnations
   (KafkaJS 2.2 has none: ``unsupported``, not run).
+
+Profiles: :class:`JoinParams` defaults are the fast profile (a 15 s session, given to the
+KIP-848 group through :mod:`offsetlab.lab.clients.kip848` where the broker's minimum allows);
+:meth:`JoinParams.seed` leaves every client at its default session (KafkaJS 30 s, kafka-python
+and librdkafka 45 s, KIP-848: the broker's). E01 shows the seed's case with
+``run_join_after_killed_member(broker, "kafkajs", "classic", JoinParams.seed(),
+timeline=..., log_dir=..., measures=m)``.
 """
 
 from __future__ import annotations
