@@ -208,7 +208,10 @@ def _run_sleep(behaviour: str, session_ms: int, max_poll_ms: int, broker: Broker
                                        max_poll_s=None if mp is None else mp / 1000,
                                        heartbeat_s=p.heartbeat_ms / 1000,
                                        member_events=list(a.events) if client == "kafkajs" else [])
-    return s.cell(behaviour, value, evidence)
+    errors = sorted({str(e.get("error"))[:90] for e in a.events
+                     if e.get("event") in ("error", "commit_failed") and float(e["at"]) >= start})
+    return s.cell(behaviour, value, f"{evidence}; the member's errors from the block on: "
+                                    f"{errors or 'none'}")
 
 
 def run_sleep_evicted_by_session_first(broker: BrokerHandle, client: str, group_protocol: str,
