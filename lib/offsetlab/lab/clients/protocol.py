@@ -78,7 +78,8 @@ Kafka()``, its ``retry`` (which the consumer inherits), ``kafka.consumer()`` and
 (``{retries: 5}``) that overrides the client's ``retries`` for the consumer (its runner's
 retries of a failing handler): set that one with ``{"consumer": {"retry": {...}}}``.
 ``on_fail`` ``pause_and_seek`` is refused (a fatal ``error`` at start): KafkaJS's idiom is
-``pause_and_throw``.
+``pause_and_throw``. Stdin EOF or a changed parent pid (checked every 500 ms) exits with status
+3; a fatal ``error`` (start, unhandled rejection) with 1.
 
 **Python members** (``pymember``: kafka-python, confluent-kafka). ``pause``/``resume`` carry
 ``by`` (``command`` or ``handler``) as KafkaJS's do; ``handler_failed`` also has ``attempt``;

@@ -7,7 +7,6 @@
 
 const readline = require('readline')
 const { performance } = require('perf_hooks')
-const { Kafka, logLevel } = require('kafkajs')
 
 const CLIENT = 'kafkajs'
 
@@ -39,9 +38,17 @@ process.on('unhandledRejection', e => fatal('unhandled_rejection', e))
 process.stdout.on('error', () => die(4)) // nobody reads our events any more
 process.on('uncaughtException', e => fatal('uncaught_exception', e))
 
-// The parent is gone when its pid is no longer our parent (reparented) ...
+// The parent is gone when our parent pid changes (we were reparented); besides stdin's EOF
+// below and the PR_SET_PDEATHSIG the parent's ChildMember sets
 const startPpid = process.ppid
 setInterval(() => { if (process.ppid !== startPpid) die(3) }, 500)
+
+let Kafka, logLevel
+try {
+  ({ Kafka, logLevel } = require('kafkajs')) // from NODE_PATH: the cache node.py installs
+} catch (e) {
+  fatal('start', e)
+}
 
 // KafkaJS logs: one JSON line each on stderr, never stdout
 const logCreator = () => ({ namespace, label, log }) => {
@@ -342,11 +349,18 @@ rl.on('line', line => {
     return
   }
   if (member === null) {
-    member = main(msg)
+    try {
+      member = main(msg)
+    } catch (e) {
+      fatal('start', e)
+      return
+    }
     if (member) member.start()
     return
   }
   // commands run one after the other, in arrival order
   queue = queue.then(() => member.command(msg)).catch(e => emit('error', { where: 'command', error: errText(e), fatal: false }))
 })
-rl.on('close', () => die(0)) // stdin EOF: exit at once, no clean leave (as a SIGKILL would)
+// stdin EOF: the parent is gone; exit at once (status 3, as the Python members), no clean
+// leave (as a SIGKILL would)
+rl.on('close', () => die(3))
