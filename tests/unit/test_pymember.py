@@ -353,3 +353,51 @@ def test_confluent_error_cb_folds_repeats_of_a_code_into_one_event_a_second(monk
     adapter._on_error(KafkaError(KafkaError._FATAL, fatal=True))
     adapter._on_error(KafkaError(KafkaError._FATAL, fatal=True))
     assert [e["fatal"] for e in events[-2:]] == [True, True] and adapter.fatal
+
+
+def test_a_stop_during_the_handlers_sleep_ends_it_and_the_record_is_not_handled() -> None:
+    import threading
+    import time
+
+    adapter = FakeAdapter([[rec(0, 0), rec(0, 1)]], held=[(T, 0)])
+    events = Events()
+    commands: queue.Queue[dict[str, Any]] = queue.Queue()
+    loop = MemberLoop(config(commit="offset_plus_one", handler={"sleep_s": 30.0}), adapter,
+                      events, commands)
+    commands.put({"cmd": "pause", "partitions": None})   # before the poll: applied at once
+
+    def later() -> None:
+        time.sleep(0.2)
+        commands.put({"cmd": "dependency", "up": False})  # deferred until the handler returns
+        commands.put({"cmd": "stop"})
+
+    threading.Thread(target=later, daemon=True).start()
+    started = time.monotonic()
+    assert loop.run() == 0
+    assert time.monotonic() - started < 5
+    assert events.of("handled") == [] and events.of("commit") == []
+    assert events[-1] == {"event": "stopped", "clean": True}
+    assert loop.deferred == [{"cmd": "dependency", "up": False}]
+
+
+def test_commands_that_came_during_a_sleep_are_applied_after_the_handler_returns() -> None:
+    import threading
+    import time
+
+    adapter = FakeAdapter([[rec(0, 0), rec(0, 1)]], held=[(T, 0)])
+    events = Events()
+    commands: queue.Queue[dict[str, Any]] = queue.Queue()
+    loop = MemberLoop(config(commit="none", handler={"block_first_s": 0.5}), adapter, events,
+                      commands)
+
+    def later() -> None:
+        time.sleep(0.1)
+        commands.put({"cmd": "pause", "partitions": [0]})
+        time.sleep(1.0)
+        commands.put({"cmd": "stop"})
+
+    threading.Thread(target=later, daemon=True).start()
+    assert loop.run() == 0
+    kinds = [k for k in events.kinds() if k in ("handled", "pause", "seek")]
+    assert kinds == ["handled", "pause", "seek"]   # offset 1 not handled: paused, sought back
+    assert events.of("seek")[0]["offset"] == 1

@@ -23,6 +23,9 @@ What the loop does (the same for both clients):
 - **A pause command** while a poll's records are being handled: the paused partitions'
   remaining records are not handled; the member seeks back to the first of them (``seek``)
   so that nothing is lost when it resumes.
+- **A stop command during the handler's sleep** (``sleep_s``, ``block_first_s``) ends the
+  sleep: that record is neither handled nor committed and the member leaves at once (other
+  commands wait until the handler returns, as between records).
 - **Commits** after each handled record: ``idiomatic``, ``message_offset``,
   ``offset_plus_one`` through the adapter (``commit`` events after the broker accepted;
   ``commit_failed`` otherwise); ``auto`` commits are the client's, reported by the adapter
@@ -41,7 +44,8 @@ from typing import Any, Protocol
 
 from offsetlab.lab.clients.protocol import HandlerSpec, MemberConfig
 
-__all__ = ["Rec", "Handler", "DependencyDown", "HandlerFailure", "Adapter", "MemberLoop",
+__all__ = ["Rec", "Handler", "DependencyDown", "HandlerFailure", "StopRequested", "Adapter",
+           "MemberLoop",
            "describe", "group_by_partition", "text", "Emit", "POLL_S"]
 
 log = logging.getLogger(__name__)
@@ -125,6 +129,10 @@ class Handler:
             raise HandlerFailure(f"value {rec.value!r} fails (failure {self.failures[rec.value]})")
 
 
+class StopRequested(BaseException):
+    """A ``stop`` command came while the handler slept: the handler is abandoned."""
+
+
 class Adapter(Protocol):
     """What the loop needs from a client (see the two adapter modules)."""
 
@@ -153,7 +161,8 @@ class MemberLoop:
         self.adapter = adapter
         self.emit = emit
         self.commands = commands
-        self.handler = handler or Handler(config.handler)
+        self.handler = handler or Handler(config.handler, self.sleep)
+        self.deferred: list[dict[str, Any]] = []   # commands that came during a handler's sleep
         self.clock = clock
         self.resume_at: dict[TP, float] = {}
         self.paused_now: set[TP] = set()   # paused since the current poll returned
@@ -208,13 +217,29 @@ class MemberLoop:
         return 1
 
     # -- commands ----------------------------------------------------------------------
+    def sleep(self, seconds: float) -> None:
+        """The handler's sleep: no poll meanwhile, but a ``stop`` command ends it
+        (:class:`StopRequested`); other commands wait until the handler returns."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            try:
+                command = self.commands.get(timeout=min(left, 0.05))
+            except queue.Empty:
+                continue
+            if command.get("cmd") == "stop":
+                raise StopRequested
+            self.deferred.append(command)
+
     def drain(self) -> bool:
         """Apply the queued commands; True when one of them is ``stop``."""
         while True:
-            try:
-                command = self.commands.get_nowait()
-            except queue.Empty:
-                return False
+            if self.deferred:
+                command = self.deferred.pop(0)
+            else:
+                try:
+                    command = self.commands.get_nowait()
+                except queue.Empty:
+                    return False
             cmd = command.get("cmd")
             if cmd == "stop":
                 return True
@@ -280,8 +305,11 @@ class MemberLoop:
                 if tp in self.paused_now:   # a pause command came while handling this poll
                     self.seek(tp, rec.offset)
                     break
-                if not self.handle(rec):
-                    break
+                try:
+                    if not self.handle(rec):
+                        break
+                except StopRequested:
+                    return True
         return False
 
     def handle(self, rec: Rec) -> bool:
