@@ -401,3 +401,34 @@ def test_commands_that_came_during_a_sleep_are_applied_after_the_handler_returns
     kinds = [k for k in events.kinds() if k in ("handled", "pause", "seek")]
     assert kinds == ["handled", "pause", "seek"]   # offset 1 not handled: paused, sought back
     assert events.of("seek")[0]["offset"] == 1
+
+
+def test_confluent_seek_not_ready_is_applied_at_the_next_poll_and_drops_records_meanwhile() -> None:
+    from confluent_kafka import KafkaException
+
+    class FakeConsumer:
+        def __init__(self) -> None:
+            self.ready = False
+            self.seeks: list[tuple[str, int, int]] = []
+
+        def seek(self, tp: Any) -> None:
+            if not self.ready:
+                raise KafkaException(KafkaError(KafkaError._STATE))
+            self.seeks.append((tp.topic, tp.partition, tp.offset))
+
+        def consume(self, n: int, timeout: float) -> list[Any]:
+            return []
+
+        def poll(self, timeout: float) -> Any:
+            return None
+
+    adapter = ConfluentAdapter(config(client="confluent-kafka"), Events())
+    fake = FakeConsumer()
+    adapter.consumer = fake  # type: ignore[assignment]
+    adapter.seek((T, 0), 4)
+    assert adapter.blocked((T, 0)) and not adapter.blocked((T, 1)) and fake.seeks == []
+    adapter.poll(0)
+    assert adapter.blocked((T, 0))          # still not ready
+    fake.ready = True
+    adapter.poll(0)
+    assert fake.seeks == [(T, 0, 4)] and not adapter.blocked((T, 0))
