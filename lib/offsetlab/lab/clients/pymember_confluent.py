@@ -2,9 +2,14 @@
 
 - **Settings** (:func:`confluent_settings`): ``None`` leaves librdkafka's default;
   ``group.protocol`` is ``classic`` or ``consumer`` (KIP-848); ``session.timeout.ms`` and
-  ``heartbeat.interval.ms`` are passed under either protocol when the config sets them
-  (under ``consumer`` they are the broker's settings: what librdkafka does with them is the
-  client's behaviour, recorded rather than hidden); ``enable.auto.commit`` false unless commit
+  ``heartbeat.interval.ms`` are passed under either protocol when the config sets them:
+  under ``consumer`` they are the broker's, and librdkafka 2.16 refuses them (``Consumer()``
+  raises ``_INVALID_ARG`` "... is not supported for group.protocol=consumer ... It is defined
+  broker side"), which the member reports as a fatal ``error`` at ``start``
+  (``max.poll.interval.ms`` and ``group.instance.id`` are accepted under ``consumer``). Under
+  ``classic`` librdkafka also refuses ``max.poll.interval.ms`` below ``session.timeout.ms``
+  (its default session is 45 s: a max poll interval under 45 s needs a shorter session).
+  ``enable.auto.commit`` false unless commit
   ``auto``; ``auto.offset.reset=earliest`` when ``from_beginning``; ``client.id`` is the
   member's name; ``extra`` is merged last, as it is.
 - ``error_cb`` becomes ``error`` events (``where: error_cb``, ``fatal``: the error's own

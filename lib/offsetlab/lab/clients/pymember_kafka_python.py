@@ -8,8 +8,9 @@
   partitions before it joins) and :func:`compat.unstick_join` runs after every ``poll()``:
   kafka-python 3.0.12's known join quirks.
 - **The rebalance listener runs on kafka-python's IO thread** (3.0.12 invokes it from its
-  event loop): it only emits events and reads the coordinator's fields (``_generation``,
-  ``_is_leader``), never calls the consumer.
+  event loop: a run saw both callbacks on ``kafka-io-<client_id>``, not the polling thread):
+  it only emits events and reads the coordinator's fields (``_generation``, ``_is_leader``),
+  never calls the consumer.
 - ``join``: ``generation`` and ``member_id`` from the coordinator's generation, ``leader``
   from the coordinator, ``join_s`` = the last JoinGroup round trip (request to response,
   SyncGroup not included) kafka-python measured for its ``join-latency`` sensor (the sensor
