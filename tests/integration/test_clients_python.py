@@ -4,7 +4,11 @@ from the broker), pause/resume, stop."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -154,3 +158,36 @@ def test_confluent_without_a_broker_reports_and_keeps_trying(tmp_path, protocol:
     assert all(e["where"] == "error_cb" and e["fatal"] is False for e in errors)
     assert sum(e["suppressed"] for e in errors) > 0   # librdkafka reports far more than 1/s
     assert member.events[-1]["event"] == "stopped" and member.events[-1]["clean"] is True
+
+
+PARENT = """
+import sys, time
+from offsetlab.lab.clients import MemberConfig
+from offsetlab.lab.clients.child import ChildMember
+m = ChildMember(MemberConfig(client="confluent-kafka", who="orphan", group="g", topics=["t"],
+                             bootstrap=sys.argv[1])).start()
+m.wait_for("run_called", timeout_s=60)
+print(m.proc.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_sigkilled_parent_leaves_no_member_process(tmp_path) -> None:
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, f"127.0.0.1:{_closed_port()}"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        os.kill(child, 0)   # alive while its parent is
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(child, signal.SIGKILL)
+    pytest.fail(f"member process {child} outlived its SIGKILLed parent")
