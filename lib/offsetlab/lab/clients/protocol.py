@@ -69,7 +69,9 @@ a crash); KafkaJS's rebalancing is eager and has no revoke callback, so
 ``assigned``/``revoked`` are the difference between one GROUP_JOIN's assignment and the
 previous one's; a ``disconnect`` (on ``stop``, and on a crash before KafkaJS restarts the
 consumer, which leaves the group) is followed by ``revoked`` of everything held (``by``:
-``disconnect``). ``crash`` also has ``retry_count``. ``pause``/``resume`` carry ``by``
+``disconnect``). ``crash`` also has ``retry_count``. ``run_returned`` has ``returned``: what ``connect()``,
+``subscribe()`` and ``run()`` resolved to (``{"connect": "undefined", ...}``: ``undefined``,
+``null`` or the value's ``typeof``). ``pause``/``resume`` carry ``by``
 (``command`` or ``handler``) and, for ``partitions`` null, ``topics`` (KafkaJS pauses the
 whole topic, including partitions assigned later). ``extra`` may hold ``{"kafka": {...},
 "retry": {...}, "consumer": {...}, "run": {...}}``, merged into the options of ``new
@@ -78,7 +80,10 @@ Kafka()``, its ``retry`` (which the consumer inherits), ``kafka.consumer()`` and
 (``{retries: 5}``) that overrides the client's ``retries`` for the consumer (its runner's
 retries of a failing handler): set that one with ``{"consumer": {"retry": {...}}}``.
 ``on_fail`` ``pause_and_seek`` is refused (a fatal ``error`` at start): KafkaJS's idiom is
-``pause_and_throw``. Stdin EOF or a changed parent pid (checked every 500 ms) exits with status
+``pause_and_throw``. ``on_fail`` ``return`` with ``style`` ``batch`` returns from ``eachBatch``
+at the failure (no throw; KafkaJS's ``eachBatchAutoResolve``, default true, or
+``extra.run.eachBatchAutoResolve`` decides what is resolved); ``skip`` neither resolves nor
+commits the failed message. Stdin EOF or a changed parent pid (checked every 500 ms) exits with status
 3; a fatal ``error`` (start, unhandled rejection) with 1.
 
 **Python members** (``pymember``: kafka-python, confluent-kafka). ``pause``/``resume`` carry
@@ -123,8 +128,11 @@ COMMITS = ("idiomatic", "message_offset", "offset_plus_one", "auto", "none")
 #: Python members record ``handler_failed`` and seek back to the message);
 #: ``pause_and_throw`` (KafkaJS docs' pattern: ``pause()`` the topic, then throw);
 #: ``pause_and_seek`` (Python: pause the partition and seek back to the failed record);
-#: ``skip`` (record the failure, go on)
-ON_FAIL = ("throw", "pause_and_throw", "pause_and_seek", "skip")
+#: ``skip`` (record the failure, go on: the failed message is neither resolved nor committed);
+#: ``return`` (``style`` ``batch``: leave the batch at the failure without throwing and without
+#: a seek: KafkaJS returns from ``eachBatch``, Python members drop the rest of the partition's
+#: records of that poll; ``style`` ``message``: as ``skip``)
+ON_FAIL = ("throw", "pause_and_throw", "pause_and_seek", "skip", "return")
 
 
 @dataclass(kw_only=True)

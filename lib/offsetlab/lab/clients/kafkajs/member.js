@@ -176,8 +176,8 @@ function main (cfg) {
   const failValues = new Set(spec.fail_values || [])
   const failTimes = spec.fail_times == null ? 1 : spec.fail_times
 
-  // Handle one message; returns normally when it is done (handled or skipped), throws when
-  // the handler fails into KafkaJS.
+  // Handle one message; returns 'handled', or for a failure 'skip' / 'return' (on_fail),
+  // throws when the handler fails into KafkaJS.
   async function handle (topic, partition, message) {
     const offset = Number(message.offset)
     const dk = `${topic} ${partition} ${message.offset}`
@@ -205,10 +205,10 @@ function main (cfg) {
     }
     if (error === null) {
       emit('handled', { topic, partition, offset, key: mkey, value, attempt })
-      return
+      return 'handled'
     }
     emit('handler_failed', { topic, partition, offset, value, error: errText(error), attempt })
-    if (spec.on_fail === 'skip') return
+    if (spec.on_fail === 'skip' || spec.on_fail === 'return') return spec.on_fail
     if (spec.on_fail === 'pause_and_throw') {
       // The KafkaJS docs' pattern for a failing dependency inside eachMessage
       consumer.pause([{ topic, partitions: [partition] }])
@@ -248,7 +248,12 @@ function main (cfg) {
     runOpts.eachBatch = async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
       for (const message of batch.messages) {
         if (!isRunning() || isStale()) break
-        await handle(batch.topic, batch.partition, message)
+        const done = await handle(batch.topic, batch.partition, message)
+        // on_fail return: leave eachBatch at the failure without throwing (what KafkaJS
+        // resolves then is its eachBatchAutoResolve's business); skip: go on without
+        // resolving or committing the failed message (the seed's "resolve the others")
+        if (done === 'return') return
+        if (done === 'skip') continue
         resolveOffset(message.offset)
         await commitAfter(batch.topic, batch.partition, message)
         await heartbeat()
@@ -256,7 +261,9 @@ function main (cfg) {
     }
   } else {
     runOpts.eachMessage = async ({ topic, partition, message }) => {
-      await handle(topic, partition, message)
+      // a skipped (or returned) failure is not committed here; returning from eachMessage
+      // is success to KafkaJS, which resolves the message for its own auto-commit
+      if (await handle(topic, partition, message) !== 'handled') return
       await commitAfter(topic, partition, message)
     }
   }
@@ -309,26 +316,29 @@ function main (cfg) {
 
   async function start () {
     emit('ready', { kafkajs: require('kafkajs/package.json').version, node: process.version })
+    // what each call resolved to (the seed's run02: "return undefined"), on run_returned
+    const shown = v => (v === undefined ? 'undefined' : (v === null ? 'null' : typeof v))
+    const returned = {}
     try {
-      await consumer.connect()
+      returned.connect = shown(await consumer.connect())
     } catch (e) {
       fatal('start', e)
       return
     }
     try {
-      await consumer.subscribe({ topics, fromBeginning: cfg.from_beginning !== false })
+      returned.subscribe = shown(await consumer.subscribe({ topics, fromBeginning: cfg.from_beginning !== false }))
     } catch (e) {
       fatal('subscribe', e)
       return
     }
     emit('run_called')
     try {
-      await consumer.run(runOpts)
+      returned.run = shown(await consumer.run(runOpts))
     } catch (e) {
       fatal('run', e)
       return
     }
-    emit('run_returned')
+    emit('run_returned', { returned })
   }
 
   return { command, start }
