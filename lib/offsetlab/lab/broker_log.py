@@ -21,6 +21,11 @@ kind                   the line (Kafka 4.1.1, classic group)
 ``joined``             ``Pending dynamic member with id m joins group g in S state. Adding ...``
 ``rebalance``          ``Preparing to rebalance group g in state S with old generation n (reason:
                        r).`` (member: None)
+``stabilized``         ``Stabilized group g generation n with k members.`` (member: None; reason:
+                       ``n``): the join phase of generation n ended (JoinGroup answered)
+``assignment_received`` ``Assignment received from leader m for group g for generation n. ...``
+                       (member: the leader; reason: ``n``): the leader's SyncGroup brought the
+                       assignment; from here on a member of generation n can get its partitions
 =====================  ==========================================================================
 
 Consumer-protocol groups (KIP-848, ``group.protocol=consumer``) have their own lines, all
@@ -61,12 +66,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-__all__ = ["GroupLogEvent", "REMOVALS", "CONSUMER_REMOVALS", "REBALANCES", "group_events", "log_size", "parse_line", "read_log"]
+__all__ = ["GroupLogEvent", "REMOVALS", "CONSUMER_REMOVALS", "REBALANCES", "JOIN_COMPLETES", "group_events", "log_size", "parse_line", "read_log"]
 
 #: the kinds that mean "the coordinator removed this member from the group"
 REMOVALS = ("leave_group", "heartbeat_expired", "join_timeout", "sync_timeout")
 #: the same for consumer-protocol (KIP-848) groups
 CONSUMER_REMOVALS = ("leave_heartbeat", "session_expired", "rebalance_timeout", "fenced")
+#: the kinds that mean "the broker completed a join": a classic generation's assignment
+#: arrived (SyncGroup from its leader), a consumer-protocol group's epoch was bumped (its new
+#: target assignment is computed in the same step; a member gets its partitions afterwards)
+JOIN_COMPLETES = ("assignment_received", "epoch_bump")
 #: the kinds that mean "the group's membership is changing": a classic rebalance, a
 #: consumer-protocol group epoch bump
 REBALANCES = ("rebalance", "epoch_bump")
@@ -108,6 +117,10 @@ _ONE_MEMBER = [
                           r"in \S+ state\. Adding")),
     ("rebalance", re.compile(r"Preparing to rebalance group (?P<group>\S+) in state \S+ with old "
                              r"generation \d+ \(reason: (?P<reason>.*)\)\.?$")),
+    ("stabilized", re.compile(r"Stabilized group (?P<group>\S+) generation (?P<reason>\d+) with \d+ "
+                              r"members")),
+    ("assignment_received", re.compile(r"Assignment received from leader (?P<member>\S+) for group "
+                                       r"(?P<group>\S+) for generation (?P<reason>\d+)")),
     # the consumer protocol (KIP-848)
     ("leave_heartbeat", re.compile(r"\[GroupId (?P<group>\S+)\] (?:Static )?[Mm]ember (?P<member>\S+)"
                                    r"(?: with instance id \S+)? (?:(?P<reason>temporarily) )?left the "

@@ -14,8 +14,12 @@ on every exit path, in the thread that started them) and returns a
   ``group.initial.rebalance.delay.ms`` (3000) for this row; the driver asks for the group
   coordinator first, because librdkafka's first group on a new cluster joins late (see
   :mod:`offsetlab.bus.transports.confluent.compat`).
-- ``run_returns_after_join``: from the same two members: whether each member's
-  ``run_returned`` event came after its ``join`` event (arrival order on one pipe).
+- ``run_returns_after_join``: from the same two members, read from both sides: whether each
+  member's ``run_returned`` (KafkaJS: the awaited ``run()`` resolved; Python: the first poll
+  that delivered the assignment returned) is at or after the broker's log line that completed
+  its join (classic: ``Assignment received ... for generation N`` of its generation; KIP-848:
+  the group epoch bump after it joined): :func:`~offsetlab.lab.clients.conformance_join_values.returned_after_broker_join`.
+  A client whose call returned before the broker completed the join reads False.
 - ``join_after_killed_member_s``: member A joins and is SIGKILLed (no LeaveGroup); B of the
   same group starts ``killed_gap_s`` later; seconds from B's ``run_called`` until it holds
   partitions. The gap is measured too (kill to B's ``run_called``) and the broker's log says
@@ -50,6 +54,7 @@ from offsetlab.lab.clients.conformance_join_values import (
     first_join_value,
     killed_gap,
     rejoin_value,
+    returned_after_broker_join,
     returned_after_join,
     start_at,
 )
@@ -156,10 +161,12 @@ def scenario_names(prefix: str, client: str, proto: str) -> tuple[str, str]:
 
 def _first_join_members(broker: BrokerHandle, client: str, proto: str, params: JoinParams,
                         timeline: Timeline | None, log_dir: Path | str | None
-                        ) -> tuple[list[list[Event]], str]:
+                        ) -> tuple[list[list[Event]], str, list[broker_log.GroupLogEvent]]:
+    """The two members' events, the evidence's ``where`` and the broker's group lines."""
     warm_coordinator(broker)
     topic, group = scenario_names("fj", client, proto)
     create_topic(broker, topic, params.partitions)
+    log_start = broker_log.log_size(broker.log_path)
     tag = f"{client}-{proto}-fj"
     members = [ChildMember(member_config(client, proto, f"{tag}-m{i}", broker, group, topic,
                                          session_timeout_ms=params.session_timeout_ms,
@@ -181,7 +188,11 @@ def _first_join_members(broker: BrokerHandle, client: str, proto: str, params: J
     finally:
         for m in members:
             m.close()
-    return [list(m.events) for m in members], f"group {group}, {params.partitions} partitions"
+    log: list[broker_log.GroupLogEvent] = []
+    if broker.log_path is not None and broker.log_path.exists():
+        log = broker_log.group_events(broker_log.read_log(broker.log_path, log_start), group)
+    return ([list(m.events) for m in members], f"group {group}, {params.partitions} partitions",
+            log)
 
 
 def initial_delay_s(broker: BrokerHandle) -> float:
@@ -191,11 +202,14 @@ def initial_delay_s(broker: BrokerHandle) -> float:
 
 def _first_join_cells(broker: BrokerHandle, client: str, proto: str,
                       events: list[list[Event]], where: str,
-                      measures: dict[str, Any] | None = None) -> list[Cell]:
+                      measures: dict[str, Any] | None = None,
+                      log: list[broker_log.GroupLogEvent] | None = None) -> list[Cell]:
     v = first_join_value(events)
+    checks = [returned_after_broker_join(log or [], e, proto) for e in events]
     if measures is not None:
         measures.update(value=v, first_hold_s=first_hold_value(events),
-                        delay_s=initial_delay_s(broker))
+                        delay_s=initial_delay_s(broker),
+                        returned_after_join_s=[c.margin_s for c in checks])
     starts = [start_at(e) for e in events]
     joins = [[x.get("join_s") for x in e if x.get("event") == "join"][:1] for e in events]
     delay = initial_delay_s(broker) * 1000
@@ -208,17 +222,18 @@ def _first_join_cells(broker: BrokerHandle, client: str, proto: str,
            f"initial rebalance delay {delay:g} ms; {where}")
     if v is None:
         ev1 = f"the two members never held partitions together; {where}"
-    each = [returned_after_join(e) for e in events]
+    each = [c.after for c in checks]
     value2: bool | None = None if None in each else all(each)
     how = ("the awaited consumer.run() resolved" if client == "kafkajs" else
-           "the first poll() after the member's first assignment returned (protocol.py's "
-           "run_returned: the join callback runs inside that poll, so this order is the "
-           "member's definition, not a measurement)")
-    ev2 = (f"run_returned after join: m1 {each[0]}, m2 {each[1]} (event order of each member; "
-           f"run_returned: {how}); {where}")
+           "the first poll() that delivered the member's first assignment returned")
+    done = ("the broker's 'Bumped group epoch' line after the member joined" if proto == "consumer"
+            else "the broker's 'Assignment received ... for generation N' line of the member's "
+                 "generation")
+    ev2 = (f"m1 {checks[0].describe()}, m2 {checks[1].describe()} (call returned: {how}; join "
+           f"complete: {done}; both wall clocks of this machine); {where}")
     return [make_cell("first_join_s", client, proto, broker, v, ev1),
             make_cell("run_returns_after_join", client, proto, broker,
-                  value2 if value2 is not None else "no run_returned", ev2)]
+                  value2 if value2 is not None else "not measured", ev2)]
 
 
 def run_first_join_and_returns(broker: BrokerHandle, client: str, group_protocol: str,
@@ -227,8 +242,9 @@ def run_first_join_and_returns(broker: BrokerHandle, client: str, group_protocol
                                measures: dict[str, Any] | None = None) -> list[Cell]:
     """One two-member start, two cells: ``first_join_s`` and ``run_returns_after_join``;
     ``measures`` gets ``value``, ``first_hold_s`` and the broker's ``delay_s``."""
-    events, where = _first_join_members(broker, client, group_protocol, params, timeline, log_dir)
-    return _first_join_cells(broker, client, group_protocol, events, where, measures)
+    events, where, log = _first_join_members(broker, client, group_protocol, params, timeline,
+                                             log_dir)
+    return _first_join_cells(broker, client, group_protocol, events, where, measures, log)
 
 
 def run_first_join(broker: BrokerHandle, client: str, group_protocol: str, params: JoinParams, *,

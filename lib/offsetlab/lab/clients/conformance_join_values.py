@@ -8,6 +8,7 @@ drivers are in :mod:`offsetlab.lab.clients.conformance_join`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from offsetlab.lab import broker_log
@@ -15,7 +16,7 @@ from offsetlab.lab import broker_log
 Event = dict[str, Any]
 
 __all__ = ["start_at", "all_hold_at", "first_hold_value", "first_join_value", "returned_after_join",
-           "rejoin_value", "killed_gap", "dead_member_removed_at", "fatal_error", "error_name"]
+           "join_completed_at", "ReturnCheck", "returned_after_broker_join", "rejoin_value", "killed_gap", "dead_member_removed_at", "fatal_error", "error_name"]
 
 
 def _first(events: Sequence[Event], kind: str) -> Event | None:
@@ -73,6 +74,76 @@ def returned_after_join(events: Sequence[Event]) -> bool | None:
         return None
     returned = kinds.index("run_returned")
     return "join" in kinds and kinds.index("join") < returned
+
+
+def join_completed_at(log: Sequence[broker_log.GroupLogEvent], events: Sequence[Event],
+                      group_protocol: str) -> broker_log.GroupLogEvent | None:
+    """The broker's line that completed this member's first join (:data:`broker_log.JOIN_COMPLETES`).
+
+    Classic: the ``assignment_received`` line of the generation the member's first ``join``
+    event names; where the client gives none (KafkaJS), of the first generation whose
+    assignment arrived after the broker admitted the member (its ``joined`` line, by the
+    member id of its ``join`` event), else after its ``run_called``. Consumer protocol: the
+    first ``epoch_bump`` after the member's ``joined`` line (else after ``run_called``).
+    None when the log has no such line."""
+    join = _first(events, "join") or {}
+    member, generation = join.get("member_id"), join.get("generation")
+    kind = "epoch_bump" if group_protocol == "consumer" else "assignment_received"
+    timed = [e for e in log if e.at is not None]
+    if kind == "assignment_received" and generation is not None:
+        return next((e for e in timed if e.kind == kind and e.reason == str(generation)), None)
+    admitted = next((i for i, e in enumerate(timed) if e.kind == "joined" and member is not None
+                     and e.member == member), None)
+    if admitted is None:
+        since = start_at(events)
+        if since is None:
+            return None
+        # the log's times are whole milliseconds (truncated): a line of the same moment may read
+        # up to 1 ms early
+        admitted = next((i for i, e in enumerate(timed) if e.at >= since - 0.001), len(timed))
+    return next((e for e in timed[admitted:] if e.kind == kind), None)
+
+
+@dataclass(frozen=True)
+class ReturnCheck:
+    """One member's ``run_returns_after_join``: when its call returned (``run_returned``) and
+    when the broker logged its join complete; ``after`` None when either is missing."""
+
+    returned_at: float | None
+    join_line: broker_log.GroupLogEvent | None
+
+    @property
+    def after(self) -> bool | None:
+        if self.returned_at is None or self.join_line is None or self.join_line.at is None:
+            return None
+        return self.returned_at >= self.join_line.at
+
+    @property
+    def margin_s(self) -> float | None:
+        """Seconds from the broker's line to the return (negative: returned before it)."""
+        if self.after is None:
+            return None
+        assert self.returned_at is not None and self.join_line is not None
+        return round(self.returned_at - float(self.join_line.at or 0.0), 3)
+
+    def describe(self) -> str:
+        if self.returned_at is None:
+            return "never returned"
+        if self.join_line is None:
+            return "no join-complete line in the broker log"
+        return (f"returned {self.margin_s:+.3f} s after the broker's {self.join_line.kind} "
+                f"(generation/epoch {self.join_line.reason})")
+
+
+def returned_after_broker_join(log: Sequence[broker_log.GroupLogEvent], events: Sequence[Event],
+                               group_protocol: str) -> ReturnCheck:
+    """Whether the call that starts consuming returned (its ``run_returned``: KafkaJS's awaited
+    ``run()``; Python: the first poll that delivered the assignment) at or after the broker
+    logged the member's join complete (:func:`join_completed_at`): both clocks are the
+    machine's wall clock. A client whose call returned before its join completed reads False."""
+    ret = _first(events, "run_returned")
+    return ReturnCheck(float(ret["at"]) if ret else None,
+                       join_completed_at(log, events, group_protocol))
 
 
 def rejoin_value(events: Sequence[Event]) -> float | None:
