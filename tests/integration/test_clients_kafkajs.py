@@ -265,3 +265,30 @@ def test_node_member_exits_when_reparented_with_stdin_still_open(tmp_path) -> No
             parent.wait()
         if node_pid is not None and _is_member_js(node_pid):
             os.kill(node_pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize(("on_fail", "auto_resolve", "committed", "handled"), [
+    ("return", None, 5, ["m1", "m2"]),            # eachBatchAutoResolve (default true): past 5
+    ("return", False, 2, ["m1", "m2", "m3", "m4", "m5"]),   # resolved 1, 2 only: 3 comes back
+    ("skip", None, 5, ["m1", "m2", "m4", "m5"]),  # 3 neither resolved nor committed
+])
+def test_batch_on_fail_return_and_skip(kafka_broker: BrokerHandle, unique: str, tmp_path,
+                                       on_fail: str, auto_resolve: bool | None, committed: int,
+                                       handled: list[str]) -> None:
+    """eachBatch with message 3 of 5 failing once: ``return`` leaves eachBatch at the failure
+    without throwing (KafkaJS's eachBatchAutoResolve then resolves the batch's last offset
+    unless it is off); ``skip`` goes on past it. The first commit is read from the events."""
+    topic = create_topic(kafka_broker, f"js-{unique}", partitions=1)
+    produce(kafka_broker, topic, [(f"k{i}", f"m{i}") for i in range(1, 6)])
+    extra = {} if auto_resolve is None else {"run": {"eachBatchAutoResolve": auto_resolve}}
+    with _member(kafka_broker.bootstrap_servers, topic, f"g-{unique}", tmp_path, style="batch",
+                 handler={"fail_values": ["m3"], "on_fail": on_fail}, extra=extra) as member:
+        member.wait_for("handler_failed", timeout_s=WAIT_S)
+        first = member.wait_for("commit", timeout_s=WAIT_S)
+        if committed == 2:
+            member.wait_for("handled", lambda e: e["value"] == "m5", timeout_s=WAIT_S)
+        else:
+            time.sleep(1.0)   # nothing more comes: 3 (and 4, 5 for return) are behind the commit
+        assert member.stop() == 0
+    assert first["offset"] == committed
+    assert [e["value"] for e in member.seen("handled")] == handled

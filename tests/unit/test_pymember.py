@@ -202,6 +202,18 @@ def test_skip_goes_on_without_committing_the_failed_record_or_seeking() -> None:
     assert not events.of("seek")
 
 
+@pytest.mark.parametrize(("style", "handled"), [("batch", [(0, 0), (1, 0)]),
+                                                 ("message", [(0, 0), (0, 2), (1, 0)])])
+def test_return_leaves_the_batch_without_a_seek_and_is_skip_in_message_style(
+        style: str, handled: list[tuple[int, int]]) -> None:
+    batch = [rec(0, 0), rec(0, 1, "bad"), rec(0, 2), rec(1, 0)]
+    cfg = config(style=style, commit="offset_plus_one",
+                 handler={"fail_values": ["bad"], "on_fail": "return"})
+    code, events = run_loop(cfg, FakeAdapter([batch]))
+    assert [(e["partition"], e["offset"]) for e in events.of("handled")] == handled
+    assert not events.of("seek") and len(events.of("handler_failed")) == 1
+
+
 def test_pause_and_seek_pauses_seeks_back_and_resumes_after_retry_after_s() -> None:
     now = [100.0]
 

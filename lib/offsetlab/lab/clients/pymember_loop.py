@@ -19,7 +19,9 @@ What the loop does (the same for both clients):
   records of this poll; the next poll delivers it again. ``pause_and_seek`` /
   ``pause_and_throw`` (the same here): pause the partition, seek back, resume it by itself
   ``retry_after_s`` later. ``skip``: go on with the next record (no commit for the failed
-  one: the next success commits past it).
+  one: the next success commits past it). ``return`` (``style`` ``batch``): stop handling
+  the rest of that partition's records of this poll, without a seek (the position stays
+  past them, as ``poll()`` left it); with ``style`` ``message`` it is ``skip``.
 - **A pause command** while a poll's records are being handled: the paused partitions'
   remaining records are not handled; the member seeks back to the first of them (``seek``)
   so that nothing is lost when it resumes.
@@ -322,8 +324,10 @@ class MemberLoop:
                       offset=rec.offset, value=rec.value, error=describe(exc),
                       attempt=self.handler.attempt_of(rec))
             on_fail = self.config.handler.on_fail
-            if on_fail == "skip":
+            if on_fail == "skip" or (on_fail == "return" and self.config.style == "message"):
                 return True
+            if on_fail == "return":   # leave the batch at the failure, no seek
+                return False
             if on_fail in ("pause_and_seek", "pause_and_throw"):
                 self.pause([rec.tp], by="handler")
                 self.resume_at[rec.tp] = self.clock() + self.config.handler.retry_after_s
