@@ -115,7 +115,7 @@ class ConfluentAdapter:
 
     # -- callbacks (served inside poll/consume, on the loop's thread) --------------------
     def _on_error(self, error: KafkaError) -> None:
-        fatal = bool(error.fatal())
+        fatal = bool(error.fatal()) or error.code() == KafkaError._FATAL
         if fatal:
             self.fatal = _error_text(error)
         code, now = error.name(), time.monotonic()
@@ -172,9 +172,12 @@ class ConfluentAdapter:
             error = msg.error()
             if error is not None:
                 if error.code() != KafkaError._PARTITION_EOF:
-                    self.emit("error", where="poll", error=_error_text(error),
-                              fatal=bool(error.fatal()), code=error.name())
-                    if error.fatal():
+                    # librdkafka hands the consumer a _FATAL message whose own fatal() is
+                    # False (seen: UNRELEASED_INSTANCE_ID of a KIP-848 static member)
+                    fatal = bool(error.fatal()) or error.code() == KafkaError._FATAL
+                    self.emit("error", where="poll", error=_error_text(error), fatal=fatal,
+                              code=error.name())
+                    if fatal:
                         self.fatal = _error_text(error)
                 continue
             if (msg.topic(), msg.partition()) in self.pending_seeks:
