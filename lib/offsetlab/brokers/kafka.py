@@ -74,6 +74,16 @@ def java_major(java: str | None = None) -> int:
     return int(m.group(2)) if major == 1 and m.group(2) else major
 
 
+def java17() -> str:
+    """The Java binary, checked to be Java 17 or newer."""
+    java = java_binary()
+    major = java_major(java)
+    if major < 17:
+        raise JavaNotFound(f"kind 'kafka' needs Java 17+, found Java {major} at {java}; "
+                           "install OpenJDK 17 or set JAVA_HOME")
+    return java
+
+
 def _formatted_cluster_id(data_dir: Path) -> str | None:
     """The cluster id a formatted data dir holds (``meta.properties``), e.g. one formatted
     before (``--ignore-formatted`` keeps it)."""
@@ -93,6 +103,37 @@ def _props(settings: Mapping[str, Any]) -> str:
     return "".join(f"{k}={fmt(v)}\n" for k, v in settings.items())
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id (22 characters of URL-safe base64, as ``kafka-storage random-uuid``)."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def format_storage(java: str, classpath: str, properties: Path, data_dir: Path, cluster_id: str,
+                   *, attempts: int = 3) -> str:
+    """``kafka.tools.StorageTool format`` the ``log.dirs`` of ``properties`` with ``cluster_id``;
+    returns the cluster id the dir holds (``--ignore-formatted`` keeps an earlier one). Retried:
+    under heavy load (load average > 14 on 2 cores) it failed twice in a day of notebook runs."""
+    tail = ""
+    for attempt in range(1, attempts + 1):
+        try:
+            out = subprocess.run(
+                [java, "-Xmx256m", "-XX:TieredStopAtLevel=1", "-cp", classpath,
+                 "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(properties),
+                 "--ignore-formatted"],
+                capture_output=True, text=True, timeout=180,
+            )
+        except subprocess.TimeoutExpired as exc:
+            tail = f"timed out after {exc.timeout} s"
+            continue
+        if out.returncode == 0:
+            return _formatted_cluster_id(data_dir) or cluster_id
+        tail = "\n".join((out.stdout + out.stderr).splitlines()[-20:])
+        log.warning("StorageTool format attempt %d/%d failed: %s", attempt, attempts, tail[-300:])
+        time.sleep(0.5 * attempt)
+    raise BrokerExited(f"kafka.tools.StorageTool format of {data_dir} failed {attempts} times",
+                       log_tail=tail)
+
+
 class KafkaBroker:
     """Process management for one embedded Kafka; use through :func:`offsetlab.brokers.start_broker`."""
 
@@ -103,11 +144,7 @@ class KafkaBroker:
                  workdir: Path | None = None) -> None:
         self.version = version
         self.start_timeout_s = start_timeout_s
-        self.java = java_binary()
-        major = java_major(self.java)
-        if major < 17:
-            raise JavaNotFound(f"kind 'kafka' needs Java 17+, found Java {major} at {self.java}; "
-                               "install OpenJDK 17 or set JAVA_HOME")
+        self.java = java17()
         self.libs = ensure_kafka_jars(version)
         if port is not None:
             ensure_port_free(port)
@@ -141,30 +178,9 @@ class KafkaBroker:
         return str(self.libs / "*")
 
     def _format(self, attempts: int = 3) -> None:
-        """``kafka.tools.StorageTool format`` the data dir (a new cluster id). Retried: under
-        heavy load (load average > 14 on 2 cores) it failed twice in a day of notebook runs."""
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        self.cluster_id = cluster_id
-        tail = ""
-        for attempt in range(1, attempts + 1):
-            try:
-                out = subprocess.run(
-                    [self.java, "-Xmx256m", "-XX:TieredStopAtLevel=1", "-cp", self._classpath(),
-                     "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(self.properties),
-                     "--ignore-formatted"],
-                    capture_output=True, text=True, timeout=180,
-                )
-            except subprocess.TimeoutExpired as exc:
-                tail = f"timed out after {exc.timeout} s"
-                continue
-            if out.returncode == 0:
-                self.cluster_id = _formatted_cluster_id(self.data_dir) or cluster_id
-                return
-            tail = "\n".join((out.stdout + out.stderr).splitlines()[-20:])
-            log.warning("StorageTool format attempt %d/%d failed: %s", attempt, attempts, tail[-300:])
-            time.sleep(0.5 * attempt)
-        raise BrokerExited(f"kafka.tools.StorageTool format of {self.data_dir} failed {attempts} times",
-                           log_tail=tail)
+        """``kafka.tools.StorageTool format`` the data dir (a new cluster id)."""
+        self.cluster_id = format_storage(self.java, self._classpath(), self.properties, self.data_dir,
+                                         new_cluster_id(), attempts=attempts)
 
     @property
     def running(self) -> bool:

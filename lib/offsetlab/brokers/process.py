@@ -74,6 +74,13 @@ def metadata_answers(bootstrap: str, timeout_s: float = 2.0, client_config: dict
             pass
 
 
+def _ppid(pid: str) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 class GuardedProcess:
     """One broker command run under the guard; stops with its parent, whatever happens."""
 
@@ -121,6 +128,43 @@ class GuardedProcess:
                     f"{timeout_s:.0f} s; see {self.log_path}\n{log_tail(self.log_path)}"
                 )
             time.sleep(0.2)
+
+    @property
+    def child_pid(self) -> int | None:
+        """The pid of the command itself (the guard's child, e.g. the JVM), or None when it
+        is not running. The guard starts it in a process group of its own (pgid = its pid)."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return None
+        try:
+            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        except OSError:
+            children = [pid for pid in os.listdir("/proc") if pid.isdigit() and _ppid(pid) == proc.pid]
+        return int(children[0]) if children else None
+
+    def terminate(self) -> None:
+        """Ask the guard to stop the command (SIGTERM), without waiting: :meth:`stop` waits."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+
+    def kill(self, timeout_s: float = 10.0) -> int | None:
+        """SIGKILL the command itself (its process group), not the guard: the guard sees its
+        child die, does not restart it and exits with its status, which is reaped here."""
+        proc = self.proc
+        if proc is None:
+            return None
+        pid = self.child_pid
+        if pid is not None:
+            try:
+                os.killpg(pid, 9)
+            except ProcessLookupError:
+                pass
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:  # no child found, or a guard that hangs
+            os.killpg(proc.pid, 9)
+            proc.wait(5)
+        return self.stop()
 
     def stop(self, timeout_s: float = 30.0) -> int | None:
         """SIGTERM the guard (which stops the broker, SIGKILL after a grace) and reap it."""
