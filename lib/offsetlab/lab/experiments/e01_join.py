@@ -13,8 +13,8 @@ On a broker the notebook started with ``group.initial.rebalance.delay.ms`` of it
 :func:`join_repeats` runs ``repeats`` such repeats at once, each in its own group and topic
 (the broker's delay is per group, so they do not hold each other up; running them together
 keeps the notebook's time budget, and a loaded machine can only lengthen a join). Times are
-seconds, from each runner's ``GroupJoin`` (subscribe to first assignment, what KafkaJS reports
-as ``duration``).
+seconds, from each runner's ``GroupJoin`` (subscribe to first assignment; KafkaJS's own
+GROUP_JOIN ``duration`` is measured in :mod:`offsetlab.lab.experiments.e01_clients`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """E01 A member killed and restarted at once: dynamic against static membership.
 
-The seed's 21 s join is what a new consumer meets when the previous run's consumer was killed
-without leaving: the group still counts the dead member, and the broker completes the new
+The seed's 21 s join is most likely what a new consumer meets when the previous run's consumer
+was killed without leaving (the seed did not record it; :mod:`~offsetlab.lab.experiments.e01_clients`
+runs the case on KafkaJS at its defaults): the group still counts the dead member, and the broker completes the new
 member's join only when it drops the dead one. Static membership (KIP-345,
 ``group.instance.id``; kafka-python 3.x takes it as ``group_instance_id``, checked in
 ``kafka/consumer/group.py`` and ``kafka/coordinator/base.py`` of the installed 3.0.12: a
