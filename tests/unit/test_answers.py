@@ -92,6 +92,29 @@ TYPICAL: dict[str, dict[str, Any]] = {
         "kafka: final statuses": [("a1", "sent")]},
 }
 
+#: E09's findings carry the column: one name per column from a template
+E09_COLUMNS = ("kafka-python", "kafkajs", "confluent-kafka", "confluent-kafka (KIP-848)")
+E09_SESSION = "blocked handler, session < max poll: columns whose member the session timeout removed"
+E09_PAUSE_ERROR = "{}: paused on a failing dependency, membership kept and nothing lost"
+E09_STATIC = "{}: a static member's restart does not wait out the dead member's session"
+E09_OFFSET = "{}: committing message.offset makes a restarted member handle messages again"
+E09_IDIOM = "{}: the idiomatic commit makes a restarted member handle nothing again"
+E09_HOLD = "{}: the first member of a new group holds partitions only after the initial rebalance delay"
+E09_DOWN = "{}: a down broker is reported within 20 s"
+
+
+def e09(template: str, values: tuple[Any, ...]) -> dict[str, Any]:
+    return {template.format(c): v for c, v in zip(E09_COLUMNS, values, strict=True)}
+
+
+TYPICAL["09_client_conformance"] = {
+    E09_SESSION: ["kafkajs"],
+    **e09(E09_PAUSE_ERROR, (True, False, True, True)),
+    **e09(E09_STATIC, (True, "unsupported", True, "fatal _FATAL")),
+    **e09(E09_OFFSET, (True, True, True, True)), **e09(E09_IDIOM, (True, True, True, True)),
+    **e09(E09_HOLD, (True, True, True, False)), **e09(E09_DOWN, (False, True, True, True)),
+    "kafkajs: run() (the first poll with an assignment) returns after the group join": True}
+
 #: per experiment, the answer the committed findings give
 EXPECTED = {
     "01_run_blocking": "run() returns once the group join completed, start() at once; consumption "
@@ -112,6 +135,19 @@ EXPECTED = {
                               "it slept; the pause held through a rebalance (raw kafka-python "
                               "and the bus)",
 }
+
+EXPECTED["09_client_conformance"] = (
+    "no: they differ on a blocked handler, pausing on a failing dependency, static membership, "
+    "the initial rebalance delay, a down broker; a handler that blocks had its member removed by "
+    "the session timeout on kafkajs (session shorter than max poll); pausing on a failing "
+    "dependency (the client's documented way) kept the member's place on kafka-python, "
+    "confluent-kafka, confluent-kafka (KIP-848), not on kafkajs; a static member's restart "
+    "skipped the dead member's session on kafka-python, confluent-kafka, not on confluent-kafka "
+    "(KIP-848) (kafkajs: no static membership); committing message.offset made a restarted "
+    "member handle messages again on every client; the idiomatic commit (offset + 1) re-read "
+    "nothing on every client; the initial rebalance delay held back a new group's first member "
+    "on kafka-python, kafkajs, confluent-kafka; a broker down at start was reported within the "
+    "threshold by kafkajs, confluent-kafka, confluent-kafka (KIP-848), later by kafka-python")
 
 #: one other value for every finding an answer rests on (the flip the tests make)
 FLIPS: dict[str, dict[str, Any]] = {
@@ -171,6 +207,13 @@ FLIPS: dict[str, dict[str, Any]] = {
         "kafka: events left pending on aggregates": 2,
         "kafka: dependency calls while the breaker was open": 1},
 }
+
+FLIPS["09_client_conformance"] = {
+    E09_SESSION: [],
+    **e09(E09_PAUSE_ERROR, (False, True, False, False)),
+    **e09(E09_STATIC, (False, True, False, True)),
+    **e09(E09_OFFSET, (False, False, False, False)), **e09(E09_IDIOM, (False, False, False, False)),
+    **e09(E09_HOLD, (False, False, False, True)), **e09(E09_DOWN, (True, False, False, False))}
 
 #: every worded outcome of every answer: (experiment, findings changed from TYPICAL, a phrase
 #: only that outcome says)
@@ -322,6 +365,28 @@ OUTCOMES = [
      "2 dependency calls went out while the breaker was open"),
 ]
 
+OUTCOMES += [
+    ("09_client_conformance", {}, "no: they differ on a blocked handler, pausing on a failing"),
+    ("09_client_conformance", {**e09(E09_PAUSE_ERROR, (True,) * 4),
+                               **e09(E09_STATIC, (True,) * 4), **e09(E09_HOLD, (True,) * 4),
+                               **e09(E09_DOWN, (True,) * 4), E09_SESSION: []},
+     "yes: every row compared came out the same on every client"),
+    ("09_client_conformance", {E09_SESSION: []}, "removed by the session timeout on none"),
+    ("09_client_conformance", {E09_SESSION: list(E09_COLUMNS)},
+     "removed by the session timeout on every client"),
+    ("09_client_conformance", {E09_PAUSE_ERROR.format("kafkajs"): True},
+     "kept the member's place on every client"),
+    ("09_client_conformance", {E09_STATIC.format("confluent-kafka (KIP-848)"): True},
+     "session on kafka-python, confluent-kafka, confluent-kafka (KIP-848) (kafkajs: no static"),
+    ("09_client_conformance", {E09_OFFSET.format("kafkajs"): False},
+     "messages again on kafka-python, confluent-kafka, confluent-kafka (KIP-848);"),
+    ("09_client_conformance", {**e09(E09_IDIOM, (False,) * 4)}, "re-read nothing on none"),
+    ("09_client_conformance", {E09_HOLD.format("confluent-kafka (KIP-848)"): True},
+     "held back a new group's first member on every client"),
+    ("09_client_conformance", {E09_DOWN.format("kafka-python"): True},
+     "reported within the threshold by every client"),
+]
+
 
 def test_every_experiment_has_a_question_and_test_data() -> None:
     assert set(QUESTIONS) == set(TYPICAL) == set(FLIPS)
@@ -375,6 +440,8 @@ def test_a_missing_finding_is_said_not_raised(stem: str, name: str) -> None:
     shown = re.sub(r"\b3\b", "{}", name) if stem == "03_batch_failure" and "keys over" in name else name
     if stem == "07_pause_on_dependency" and "max poll" in name:  # E07's clock settings
         shown = re.sub(r"\d+ s\b", "{}", name)
+    if stem == "09_client_conformance":  # the threshold, a parameter of E09
+        shown = re.sub(r"within \d+ s\b", "within {} s", name)
     assert f'not measured in this run: "{shown}" missing' in got.answer
     assert name not in got.rests_on
 
@@ -424,7 +491,7 @@ def test_jsonable_turns_numpy_and_pandas_into_plain_values() -> None:
 
 
 # -- the notebooks ----------------------------------------------------------------------------
-NOTEBOOKS = {p.stem: p for p in sorted((ROOT / "notebooks").glob("0[1-8]_*.ipynb"))}
+NOTEBOOKS = {p.stem: p for p in sorted((ROOT / "notebooks").glob("0[1-9]_*.ipynb"))}
 
 
 def _findings_cells(stem: str) -> tuple[list[str], str]:
@@ -435,7 +502,7 @@ def _findings_cells(stem: str) -> tuple[list[str], str]:
     return cells, "\n".join(code)
 
 
-def test_notebooks_01_to_08_are_the_experiments_with_questions() -> None:
+def test_notebooks_01_to_09_are_the_experiments_with_questions() -> None:
     assert sorted(NOTEBOOKS) == sorted(QUESTIONS)
 
 
@@ -455,8 +522,9 @@ def test_every_finding_an_answer_rests_on_is_made_by_a_finder(stem: str) -> None
     finders = all_finders()
     templates = {t for f in finders for t in f.templates}
     for name in QUESTIONS[stem].rests_on:
-        if "{}" in name:
-            assert name in templates, f"{stem}: no finder makes {name!r}"
+        if "{}" in name:  # a template, or one with the column filled in (E09)
+            assert name in templates or finder_for_name(name.replace("{}", "1"), finders), (
+                f"{stem}: no finder makes {name!r}")
         else:
             assert finder_for_name(name, finders), f"{stem}: no finder makes {name!r} (renamed?)"
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from offsetlab.lab.experiments import e07_answer
+from offsetlab.lab.experiments import e07_answer, e08_answer, e09_answer
 
 __all__ = ["QUESTIONS", "Answer", "Question", "answer_for", "experiment_label", "jsonable",
            "question_for"]
@@ -355,24 +355,9 @@ def _e06(f: Findings) -> str:
 # -- E07: offsetlab.lab.experiments.e07_answer (beside E07's finders) -----------------------
 
 
-# -- E08 ------------------------------------------------------------------------------------
-E08_DIFFER = "final state fields that differ between the buses"
-E08_PENDING = "kafka: events left pending on aggregates"
-E08_OPEN_CALLS = "kafka: dependency calls while the breaker was open"
-
-
-def _e08(f: Findings) -> str:
-    head = ("yes: the same service on the in-memory bus and on Kafka ends in the same state"
-            if not f[E08_DIFFER] else "no: the in-memory bus and the Kafka bus ended in "
-            f"different states ({', '.join(map(str, f[E08_DIFFER]))} differ)")
-    return _join(
-        head,
-        _clause(f, "pending", lambda f: "no event was left pending on an aggregate"
-                if not f[E08_PENDING] else f"{f[E08_PENDING]} events were left pending on aggregates"),
-        _clause(f, "breaker", lambda f: "on Kafka the open breaker stopped every dependency call"
-                if not f[E08_OPEN_CALLS]
-                else f"on Kafka {f[E08_OPEN_CALLS]} dependency calls went out while the breaker "
-                     "was open"))
+# -- E08, E09: offsetlab.lab.experiments.e08_answer, e09_answer ----------------------------
+E08_DIFFER, E08_PENDING, E08_OPEN_CALLS = (e08_answer.E08_DIFFER, e08_answer.E08_PENDING,
+                                           e08_answer.E08_OPEN_CALLS)
 
 
 QUESTIONS: dict[str, Question] = {q.stem: q for q in (
@@ -398,8 +383,9 @@ QUESTIONS: dict[str, Question] = {q.stem: q for q in (
              e07_answer.answer),
     Question("08_event_bus_end_to_end", "Can the seed's service keep its shape on Kafka: the "
              "same end state as on the in-memory bus?",
-             (E08_DIFFER, E08_PENDING, E08_OPEN_CALLS),
-             _e08),
+             e08_answer.RESTS_ON, e08_answer.answer),
+    Question("09_client_conformance", "Do KafkaJS, confluent-kafka and kafka-python behave the "
+             "same in a consumer group?", e09_answer.RESTS_ON, e09_answer.answer),
 )}
 
 
