@@ -62,6 +62,8 @@ def test_run_clients_skips_without_a_broker() -> None:
     run = e07c.run_clients(nullcontext(None), [("kafkajs", "classic")], LivenessParams())
     assert run.skipped and not run.cells and time.monotonic() - t0 < 1
     assert run.describe().startswith("skipped")
+    job = e07c.start_clients(nullcontext(None), [("kafkajs", "classic")], LivenessParams())
+    assert job.result(timeout=10).skipped
 
 
 @flips(ff.kafkajs_silent_past_session)

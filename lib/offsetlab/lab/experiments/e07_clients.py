@@ -16,9 +16,9 @@ not).
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,9 +31,7 @@ from offsetlab.lab.clients.columns import column_label
 from offsetlab.lab.clients.matrix import Cell
 from offsetlab.lab.timeline_core import Timeline
 
-log = logging.getLogger(__name__)
-
-__all__ = ["CASES", "TAGS", "SECTION_BROKER", "ClientsRun", "run_clients", "value_table",
+__all__ = ["CASES", "TAGS", "SECTION_BROKER", "SILENCE_FINDINGS", "ClientsRun", "run_clients", "start_clients", "value_table",
            "evidence_table", "heartbeat_silences", "kafkajs_session_s", "longest_silence",
            "lanes", "lane", "plot_clients"]
 
@@ -54,6 +52,12 @@ _ABBR = {("kafka-python", "classic"): "kp", ("kafkajs", "classic"): "kjs",
 #: the section's broker: short sessions for both group protocols (KIP-848's lowered), groups
 #: form at once
 SECTION_BROKER: dict[str, Any] = {**live.BROKER_SETTINGS, "group.initial.rebalance.delay.ms": 0}
+#: the cases whose KafkaJS heartbeat silence is a finding: the blocked handler (silent for the
+#: whole block) and the two pauses (a heartbeat every second or two). Not case (c): there the
+#: silence ends at KafkaJS's crash after its retries, whose time follows its retry backoff
+#: (6.0 s and 11.1 s after the last heartbeat in two runs, for a 5 s session: too close to tell)
+SILENCE_FINDINGS = ("sleep_evicted_by_session_first", "pause_keeps_membership",
+                    "pause_survives_rebalance")
 #: a KafkaJS member's events that show the broker heard from it (a join answers a JoinGroup)
 _BEATS = ("heartbeat", "join")
 _ENDS = ("consumer_stop", "stopped", "disconnect")
@@ -96,6 +100,19 @@ def run_clients(dedicated: AbstractContextManager[Any], columns: Sequence[tuple[
     return run
 
 
+def start_clients(dedicated: AbstractContextManager[Any], columns: Sequence[tuple[str, str]],
+                  params: live.LivenessParams, *,
+                  log_dir: Path | str | None = None) -> Future[ClientsRun]:
+    """:func:`run_clients` in a thread of its own (which starts the broker and, through the
+    drivers' threads, every member, and stops them all before it ends): the notebook goes on
+    meanwhile and collects the run with ``.result()``."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="e07-clients")
+    try:
+        return pool.submit(run_clients, dedicated, columns, params, log_dir=log_dir)
+    finally:
+        pool.shutdown(wait=False)
+
+
 def _label(cell: Cell) -> str:
     return column_label(cell.client, cell.group_protocol)
 
@@ -118,9 +135,13 @@ def lane(behaviour: str, client: str, group_protocol: str, member: str = "a") ->
     return f"{TAGS[behaviour]}-{_ABBR[(client, group_protocol)]}-{member}"
 
 
-def lanes(timeline: Timeline, behaviour: str) -> list[str]:
-    """The lanes of one case on the timeline, in column order (member a before b)."""
-    present = set(timeline.to_frame().who.astype(str)) if len(timeline) else set()
+def lanes(timeline: Timeline | set[str], behaviour: str) -> list[str]:
+    """The lanes of one case on the timeline (or in a set of lane names), in column order
+    (member a before b)."""
+    if isinstance(timeline, Timeline):
+        present = {r.who for r in timeline.rows()}
+    else:
+        present = timeline
     return [name for col in _ABBR for m in ("a", "b")
             if (name := lane(behaviour, *col, member=m)) in present]
 
@@ -163,21 +184,70 @@ def kafkajs_session_s(behaviour: str, params: live.LivenessParams) -> float:
     return params.pause_session_ms / 1000
 
 
+#: how the plot draws each event: (marker, colour, size, legend label)
+_MARKS = {
+    "heartbeat": ("|", "#9e9e9e", 40, "KafkaJS heartbeat"),
+    "handled": ("o", "#1f77b4", 30, "message handled"),
+    "handler_failed": ("x", "#d62728", 40, "handler failed"),
+    "join": ("^", "#2ca02c", 40, "join"),
+    "revoked": ("v", "#000000", 40, "revoked / lost"),
+    "lost": ("v", "#000000", 40, "revoked / lost"),
+    "rebalancing": ("*", "#ff7f0e", 70, "KafkaJS rebalancing"),
+    "crash": ("X", "#d62728", 110, "crash / error"),
+    "error": ("X", "#d62728", 110, "crash / error"),
+}
+
+
+def _paused_spans(rows: pd.DataFrame, t_end: float) -> list[tuple[float, float]]:
+    spans, start = [], None
+    for t, what in zip(rows.t, rows.what, strict=True):
+        if what == "pause" and start is None:
+            start = float(t)
+        elif what in ("resume", "consumer_stop", "stopped") and start is not None:
+            spans.append((start, float(t)))
+            start = None
+    if start is not None:
+        spans.append((start, t_end))
+    return spans
+
+
 def plot_clients(run: ClientsRun) -> Any:
-    """One panel per case, one lane per member (every client), on the section's time axis."""
-    import matplotlib.pyplot as plt
+    """One panel per case, one lane per member (every client), all on the section's time
+    axis: paused spans as bars, the members' events as markers."""
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
-    from offsetlab.lab.plots import plot_timeline
-
-    cases = [b for b in CASES if lanes(run.timeline, b)]
-    heights = [max(1.5, 0.45 * len(lanes(run.timeline, b)) + 0.9) for b in cases]
-    fig, axes = plt.subplots(len(cases) or 1, 1, figsize=(11, sum(heights) or 2), sharex=True,
-                             gridspec_kw={"height_ratios": heights or [1]}, squeeze=False)
     frame = run.timeline.to_frame() if len(run.timeline) else None
-    for ax, b in zip(axes[:, 0], cases, strict=False):
-        plot_timeline(frame, ax, lanes=lanes(run.timeline, b), title=CASES[b],
-                      annotate_other=False, group_lines=())
-    if not cases:
-        axes[0, 0].text(0.5, 0.5, "not run", ha="center", va="center")
-    fig.tight_layout()
+    present = set(frame.who.astype(str)) if frame is not None else set()
+    case_lanes = {b: lanes(present, b) for b in CASES if lanes(present, b)}
+    heights = [0.4 * len(ls) + 0.8 for ls in case_lanes.values()]
+    fig = Figure(figsize=(11, sum(heights) + 0.8 if heights else 2))
+    axes = fig.subplots(len(case_lanes) or 1, 1, sharex=True, squeeze=False,
+                        gridspec_kw={"height_ratios": heights or [1]})[:, 0]
+    if frame is None or not case_lanes:
+        axes[0].text(0.5, 0.5, "not run", ha="center", va="center")
+        return fig
+    t0, t_end = float(frame.t.min()), float(frame.t.max())
+    legend: dict[str, Any] = {"paused": Patch(facecolor="#fdd49e", label="paused")}
+    for ax, (b, ls) in zip(axes, case_lanes.items(), strict=True):
+        for y, who in enumerate(ls):
+            rows = frame[frame.who.astype(str) == who]
+            for start, end in _paused_spans(rows, t_end):
+                ax.broken_barh([(start - t0, end - start)], (y - 0.3, 0.6), facecolors="#fdd49e")
+            for what, (marker, color, size, label) in _MARKS.items():
+                ts = rows.t[rows.what == what]
+                if len(ts):
+                    ax.scatter(ts - t0, [y] * len(ts), marker=marker, c=color, s=size, zorder=3)
+                    legend.setdefault(label, Line2D([], [], marker=marker, color=color,
+                                                    linestyle="", label=label))
+        ax.set_yticks(range(len(ls)), ls)
+        ax.set_ylim(len(ls) - 0.5, -0.5)
+        ax.set_title(CASES[b], fontsize=10, loc="left")
+        ax.grid(axis="x", alpha=0.3)
+    axes[-1].set_xlim(0, t_end - t0 + 1)
+    axes[-1].set_xlabel("seconds since the section's first member event")
+    axes[0].legend(handles=list(legend.values()), loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                   fontsize=8, frameon=False)
+    fig.subplots_adjust(left=0.12, right=0.82, top=0.97, bottom=0.05, hspace=0.45)
     return fig
