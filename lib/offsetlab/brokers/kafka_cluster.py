@@ -37,6 +37,7 @@ metadata lists all N brokers.
 from __future__ import annotations
 
 import logging
+import socket
 import tempfile
 import threading
 import time
@@ -213,6 +214,12 @@ class KafkaCluster:
 
     def _node_ready(self, n: KafkaNode, brokers: int) -> bool:
         """``n`` answers a metadata request of this cluster that lists ``brokers`` brokers."""
+        # a kafka-python admin client that fails to bootstrap leaves its network thread behind
+        # (26 threads per cluster start without this check): first, is the port open at all?
+        try:
+            socket.create_connection(("127.0.0.1", n.port), timeout=1.0).close()
+        except OSError:
+            return False
         try:
             admin = self._admin(n.address, timeout_s=1.0)
         except Exception:  # noqa: BLE001 - not ready yet
