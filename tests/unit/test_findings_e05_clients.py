@@ -68,6 +68,12 @@ def test_gaps_grow_needs_growth_and_length() -> None:
     # growth by a factor on milliseconds is not a backoff
     tiny = [call(1, 2, ok=False), call(1.001, 2, ok=False), call(1.1, 2, ok=False), call(1.2, 2)]
     assert ff.gaps_grow("c", s(tiny)).value is False
+    # a first gap inflated by load does not hide the growth
+    loaded = [call(t, 2, ok=False) for t in (1, 1.96, 2.79, 4.36, 7.09, 12.45)] + [call(20, 2)]
+    assert ff.gaps_grow("c", s(loaded)).value is True
+    # a constant gap (confluent-kafka's redeliveries, about 0.5 s) does not grow
+    flat = [call(1 + 0.5 * i, 2, ok=False) for i in range(6)] + [call(4.5, 2)]
+    assert ff.gaps_grow("c", s(flat)).value is False
 
 
 @flips(ff.first_after_restart)

@@ -6,7 +6,8 @@ message ``fail_value`` ``fail_times`` times and then succeeds; a failure throws 
 client (``on_fail`` ``throw``). Commit: the client's idiom (KafkaJS ``resolveOffset`` and
 its auto-commit, kafka-python ``commit()``, confluent-kafka ``commit(message)``), plus KafkaJS
 once more with ``commitOffsets(message.offset)`` after each message (the seed's first
-version, auto-commit off). Nothing is re-produced: this is the client's own retry, which the
+version, auto-commit off) and once with ``new Kafka({retry: {retries: 2}})`` (the client-level
+retry the seed's "configured on the client" points at). Nothing is re-produced: this is the client's own retry, which the
 seed's "After 5 retries (configured on the client ...)" met.
 
 What each client does with the throw is its own: KafkaJS's runner retries the message with
@@ -24,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from offsetlab.brokers import BrokerHandle
 from offsetlab.lab.clients.child import Event
@@ -34,10 +36,15 @@ from offsetlab.lab.experiments.clients_section import MemberRun, run_concurrentl
 from offsetlab.lab.raw import create_topic, produce, unique
 from offsetlab.lab.timeline_core import Timeline
 
-__all__ = ["ClientParams", "SEED_COMMIT", "variants", "configs", "run_clients"]
+__all__ = ["ClientParams", "SEED_COMMIT", "CLIENT_RETRIES", "CLIENT_RETRY", "variants", "configs",
+           "run_clients"]
 
-#: the extra KafkaJS variant's label suffix: ``commitOffsets(message.offset)`` per message
+#: the extra KafkaJS variants' label suffixes: ``commitOffsets(message.offset)`` per message
+#: (the seed's first version), and the client-level retry the seed thought it configured
+#: (``new Kafka({retry: {retries: CLIENT_RETRIES}})``; the consumer keeps its own default)
 SEED_COMMIT = "commit message.offset"
+CLIENT_RETRIES = 2
+CLIENT_RETRY = f"new Kafka() retry.retries={CLIENT_RETRIES}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,15 +59,18 @@ class ClientParams:
     cap_s: float = 45.0
 
 
-def variants(columns: Sequence[tuple[str, str]]) -> list[tuple[str, str, str, str]]:
-    """(label, client, group_protocol, commit) of every member: each column with its idiomatic
-    commit, and KafkaJS again with ``message_offset``."""
-    out = []
+def variants(columns: Sequence[tuple[str, str]]) -> list[tuple[str, str, str, str, dict[str, Any]]]:
+    """(label, client, group_protocol, commit, extra) of every member: each column with its
+    idiomatic commit; KafkaJS again with ``message_offset``, and again with the client-level
+    ``retry`` of ``new Kafka()`` set to :data:`CLIENT_RETRIES` retries."""
+    out: list[tuple[str, str, str, str, dict[str, Any]]] = []
     for client, proto in columns:
         lab = column_label(client, proto)
-        out.append((lab, client, proto, "idiomatic"))
+        out.append((lab, client, proto, "idiomatic", {}))
         if client == "kafkajs":
-            out.append((f"{lab}, {SEED_COMMIT}", client, proto, "message_offset"))
+            out.append((f"{lab}, {SEED_COMMIT}", client, proto, "message_offset", {}))
+            out.append((f"{lab}, {CLIENT_RETRY}", client, proto, "idiomatic",
+                        {"retry": {"retries": CLIENT_RETRIES}}))
     return out
 
 
@@ -68,13 +78,14 @@ def configs(broker: BrokerHandle, columns: Sequence[tuple[str, str]],
             params: ClientParams) -> dict[str, MemberConfig]:
     """Every member's config by label; makes and fills one topic per member."""
     out = {}
-    for lab, client, proto, commit in variants(columns):
-        tag = f"{client}-{proto}-{commit}"
+    for i, (lab, client, proto, commit, extra) in enumerate(variants(columns)):
+        tag = f"{client}-{proto}-{commit}-{i}"
         topic = create_topic(broker, unique(f"e05c-{tag}"), 1)
         produce(broker, topic, [(f"k{i}", str(i)) for i in range(params.n_messages)])
         out[lab] = MemberConfig(
             client=client, who=f"fail03 {lab}", bootstrap=broker.bootstrap_servers,
             group=unique(f"e05c-{tag}"), topics=[topic], group_protocol=proto, commit=commit,
+            extra=extra,
             handler=HandlerSpec(fail_values=[params.fail_value], fail_times=params.fail_times,
                                 on_fail="throw"))
     return out
