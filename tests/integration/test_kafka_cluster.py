@@ -164,10 +164,12 @@ def test_leader_sigkill_acks_all_keeps_going_and_the_node_catches_up(cluster, to
     with SteadyProducer(cluster, topic, 0) as steady:
         assert wait_until(lambda: steady.acks_after(0) >= 5, 30)
         jvm = cluster.pids()[leader]
+        guard = cluster.cluster.node(leader).proc.proc.pid
         t_kill = time.monotonic()
         assert cluster.kill_node(leader) == jvm
         assert not cluster.node_running(leader)
         assert wait_until(lambda: not alive(jvm), 10), "the JVM survived its SIGKILL"
+        assert not alive(guard), "the guard of a killed JVM must exit (not restart it, not linger)"
         # a new leader, from the in-sync replicas, once the controller fences the dead node
         # (broker.session.timeout.ms, 9 s)
         assert wait_until(lambda: cluster.leaders([topic])[tp0] not in (leader, -1), 60)
