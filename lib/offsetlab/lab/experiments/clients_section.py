@@ -24,6 +24,10 @@ from offsetlab.lab.timeline_core import Timeline
 
 __all__ = ["MemberRun", "run_member", "run_concurrently", "plot_members", "label"]
 
+#: event kinds drawn with the timeline plot's own markers
+_DRAWN_AS = {"handled": "consumed", "handler_failed": "failed"}
+_LEFT_OUT = ("ready", "run_called", "seek", "heartbeat")
+
 
 def label(config: MemberConfig) -> str:
     """The column label of a member's config (``confluent-kafka (consumer)`` ...)."""
@@ -114,10 +118,14 @@ def run_concurrently(calls: Mapping[str, Callable[[], MemberRun]]) -> dict[str, 
 
 def plot_members(timeline: Timeline, lanes: Sequence[str], *, title: str,
                  label_offsets: bool = True) -> Any:
-    """The members' events on one time axis, one lane per member (``who``)."""
+    """The members' events on one time axis, one lane per member (``who``): a handled message
+    is drawn as consumed (labelled with its offset), a failed handler call as a failure (red
+    cross); the start-up events (``ready``, ``run_called``), seeks and heartbeats are left out
+    (they are in the saved timeline)."""
     from offsetlab.lab.plots import plot_timeline
 
     frame = timeline.to_frame()
-    frame = frame[frame.who.isin(list(lanes))]
+    frame = frame[frame.who.isin(list(lanes)) & ~frame.what.isin(_LEFT_OUT)].copy()
+    frame["what"] = frame.what.replace(_DRAWN_AS)
     return plot_timeline(frame, lanes=list(lanes), label_offsets=label_offsets, title=title,
                          annotate_other=True)
