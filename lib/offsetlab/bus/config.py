@@ -69,7 +69,9 @@ class CrashPolicy:
 
     A failure *before the first group join* (bad bootstrap, invalid topic, authorization) is
     never restarted: it fails the :class:`~offsetlab.bus.runner.JoinHandle` instead, so the
-    caller of ``run()`` sees it (the seed's "await run() so it can handle errors").
+    caller of ``run()`` sees it (the seed's "await run() so it can handle errors"). KafkaJS
+    does not: a join the broker refused resolved ``await run()`` right after a CRASH event
+    (E02's client section).
     """
 
     restart: bool = True

@@ -3,8 +3,9 @@
 
 The seed (run02) logged what KafkaJS's ``connect()``, ``subscribe()`` and ``run()`` return
 (``undefined`` on success) and read the code for the rest: ``subscribe`` throws when the
-consumer is running or a parameter is bad, ``run`` fails only if it cannot join, and after
-that errors surface as events (CONNECT, DISCONNECT, STOP, CRASH). Here each *scenario* runs
+consumer is running or a parameter is bad, ``run`` might fail if it cannot join, and after
+that errors surface as events (CONNECT, DISCONNECT, STOP, CRASH); on KafkaJS 2.2.4 a join the
+broker refused resolved ``run()`` after a CRASH event (E02's client section). Here each *scenario* runs
 the same *operations* for raw kafka-python and for the adapter's runner, and a
 :class:`Matrix` records, per (client, scenario, operation), what came back: ``returns
 <type>`` or ``raises <ExceptionClass>`` (``JoinFailed(<cause class>)`` for the runner) and

@@ -11,8 +11,9 @@ Pipelines (each on its own topics and consumer group):
 - :class:`RawMainTopicPipeline` -- the seed's fail03 in raw kafka-python: on a failure,
   re-produce the record to its own topic with a ``retry-count`` header and commit
   offset + 1; after ``max_retries`` retries, the dead-letter topic. With ``sleep`` (a
-  :class:`~offsetlab.bus.retry.Backoff`) the handler sleeps before re-producing (the seed's
-  KafkaJS retry delay, spent inside the handler: the partition waits with it).
+  :class:`~offsetlab.bus.retry.Backoff`) the handler sleeps before re-producing (a delay
+  modelled on KafkaJS's retry backoff, spent inside the handler: the partition waits with
+  it; KafkaJS itself waits in its runner: E05's client section).
 - :class:`RawRetryTopicPipeline` -- E06 in raw kafka-python: a failure goes to
   ``<topic>-retry`` with provenance headers (:mod:`offsetlab.bus.headers`: original topic,
   partition, offset, attempt, error, not-before); a separate *retrier* consumer leaves the

@@ -3,8 +3,9 @@
 - :class:`RawMainTopicPipeline` -- the seed's fail03: on a failure, re-produce the record to
   its own topic with a ``retry-count`` header (:data:`RETRY_COUNT_HEADER`) and commit
   offset + 1; after ``max_retries`` retries, the dead-letter topic. With ``sleep`` (a
-  :class:`~offsetlab.bus.retry.Backoff`) the handler sleeps before re-producing (the seed's
-  KafkaJS retry delay, spent inside the handler: the partition waits with it).
+  :class:`~offsetlab.bus.retry.Backoff`) the handler sleeps before re-producing (a delay
+  modelled on KafkaJS's retry backoff, spent inside the handler: the partition waits with
+  it; KafkaJS itself waits in its runner: E05's client section).
 - :class:`RawRetryTopicPipeline` -- E06: a failure goes to ``<topic>-retry`` with provenance
   headers (:mod:`offsetlab.bus.headers`); a separate *retrier* consumer leaves the records
   there (partition paused, still polling) until they are due *and* the dependency answers its
