@@ -14,6 +14,13 @@ def test_waits_out_session_compares_with_session_minus_gap() -> None:
                         ff.waits_out_session("kafkajs", 12.8, 15.0, 2.0)) == (False, True)
 
 
+def test_waits_out_session_says_when_it_cannot_tell() -> None:
+    assert ff.waits_out_session("kafkajs", None, 15.0, 2.0).value == "never joined"
+    assert ff.waits_out_session("kafkajs", "failed: MemberTimeout", 15.0, 2.0).value \
+        == "failed: MemberTimeout"
+    assert str(ff.waits_out_session("kafkajs", 0.3, 15.0, 16.0).value).startswith("not tested")
+
+
 @flips(ff.static_beats_session)
 def test_static_beats_session() -> None:
     assert assert_flips(ff.static_beats_session("kafka-python", 0.3, 15.0, 2.0),

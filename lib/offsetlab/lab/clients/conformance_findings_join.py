@@ -36,13 +36,22 @@ def _session_bound(session_s: float, gap_s: float | None) -> float:
 
 @finder("{}: a restart after a SIGKILL waits out the dead member's session")
 def waits_out_session(column: str, value: Any, session_s: float, gap_s: float | None) -> Finding:
-    """``join_after_killed_member_s >= 0.5 * (session - gap)``; a join that never came counts
-    as waiting (the driver's deadline is the session plus a generous margin)."""
+    """``join_after_killed_member_s >= 0.5 * (session - gap)``. A restart that never held
+    partitions prints ``never joined`` (or the client's failure), and a new member that
+    started no earlier than the session's end prints ``not tested``: neither can say
+    whether the session was waited out."""
+    name = f"{column}: a restart after a SIGKILL waits out the dead member's session"
     bound = _session_bound(session_s, gap_s)
+    measured = {"value": value, "session_s": session_s, "gap_s": gap_s, "bound": bound}
     v = _num(value)
-    return Finding(f"{column}: a restart after a SIGKILL waits out the dead member's session",
-                   v is None or v >= bound, rule="join_after_killed_member_s >= 0.5 * (session - gap)",
-                   measured={"value": value, "session_s": session_s, "gap_s": gap_s, "bound": bound})
+    if v is None:
+        return Finding(name, value if isinstance(value, str) else "never joined",
+                       rule="join_after_killed_member_s measured?", measured=measured)
+    if bound <= 0:
+        return Finding(name, "not tested: the new member started after the session's end",
+                       rule="gap < session", measured=measured)
+    return Finding(name, v >= bound, rule="join_after_killed_member_s >= 0.5 * (session - gap)",
+                   measured=measured)
 
 
 @finder("{}: a static member's restart does not wait out the dead member's session")
