@@ -32,6 +32,7 @@ TYPICAL: dict[str, dict[str, Any]] = {
         "runner: every message consumed exactly once": True,
         "dynamic member restarted right after a kill: its join waited for": "the session timeout",
         "static member restarted right after a kill: its join waited for": "nothing",
+        "kafkajs: a restart after a SIGKILL waits out the dead member's session": True,
         "eager: messages handled twice": 0},
     "02_errors_and_events": {
         "runner / success": E02_OK,
@@ -83,7 +84,10 @@ TYPICAL: dict[str, dict[str, Any]] = {
         "sleeping, session 6 s < max poll 15 s: broker kept the sleeping worker past its session "
         "timeout": True,
         "raw-pause + rebalance: pause held through the rebalance": True,
-        "bus-depends-on + rebalance: pause held through the rebalance": True},
+        "bus-depends-on + rebalance: pause held through the rebalance": True,
+        "kafkajs, session < max poll: a blocked handler's member removed by": "session timeout",
+        "kafkajs: all partitions paused longer than both clocks, membership kept": True,
+        "kafkajs: paused on a failing dependency, membership kept and nothing lost": False},
     "08_event_bus_end_to_end": {
         "same final state on both buses": True,
         "final state fields that differ between the buses": [],
@@ -119,9 +123,10 @@ TYPICAL["09_client_conformance"] = {
 EXPECTED = {
     "01_run_blocking": "run() returns once the group join completed, start() at once; consumption "
                        "goes on in the background, every message once; a member restarted right "
-                       "after a kill waits until the dead member's session times out (where the "
-                       "seed's 21 s went); with a group.instance.id it takes the dead member's "
-                       "place at once",
+                       "after a kill waits until the dead member's session times out "
+                       "(kafka-python); with a group.instance.id it takes the dead member's "
+                       "place at once; so did KafkaJS's (where the seed's 21 s most likely went: "
+                       "KafkaJS's session)",
     "03_batch_failure": "no: a group commits one position per partition, and committing past the "
                         "failed message lost it; the runner (contiguous commit, seek back to the "
                         "failure) lost nothing with the seed's handler; a message that keeps "
@@ -130,10 +135,14 @@ EXPECTED = {
                               "through an outage longer than the session timeout and max poll "
                               "interval; sleeping in the handler instead lost the group: a "
                               "rebalance, messages processed twice; the broker removed the "
-                              "sleeping worker at its max poll interval in both settings, the "
+                              "sleeping kafka-python worker at its max poll interval in both "
+                              "settings, the "
                               "broker kept it past its session timeout: heartbeats went on while "
                               "it slept; the pause held through a rebalance (raw kafka-python "
-                              "and the bus)",
+                              "and the bus); on KafkaJS, the seed's client, the broker removed a "
+                              "blocked handler's member by session timeout (session shorter than "
+                              "max poll), pause() kept its place, its docs' pause-then-throw "
+                              "pattern lost it",
 }
 
 EXPECTED["09_client_conformance"] = (
@@ -156,7 +165,8 @@ FLIPS: dict[str, dict[str, Any]] = {
         "runner: start() returned before the group join": False,
         "runner: every message consumed exactly once": False,
         "dynamic member restarted right after a kill: its join waited for": "nothing",
-        "static member restarted right after a kill: its join waited for": "the session timeout"},
+        "static member restarted right after a kill: its join waited for": "the session timeout",
+        "kafkajs: a restart after a SIGKILL waits out the dead member's session": False},
     "02_errors_and_events": {
         "runner / success": E02_OK.replace("returns GroupJoin, 1 partitions", "returns None"),
         "runner / invalid topic name": E02_INVALID.replace("raises JoinFailed(ValueError)",
@@ -201,7 +211,10 @@ FLIPS: dict[str, dict[str, Any]] = {
         "raw-pause: rebalances during the outage >= 1": True,
         "bus-depends-on: rebalances during the outage >= 1": True,
         "raw-sleep: rebalances during the outage >= 1": False,
-        "raw-sleep: messages processed twice >= 1": False},
+        "raw-sleep: messages processed twice >= 1": False,
+        "kafkajs, session < max poll: a blocked handler's member removed by": "max poll interval",
+        "kafkajs: all partitions paused longer than both clocks, membership kept": False,
+        "kafkajs: paused on a failing dependency, membership kept and nothing lost": True},
     "08_event_bus_end_to_end": {
         "final state fields that differ between the buses": ["statuses"],
         "kafka: events left pending on aggregates": 2,
@@ -236,6 +249,9 @@ OUTCOMES = [
     ("01_run_blocking",
      {"static member restarted right after a kill: its join waited for": "the session timeout"},
      "with a group.instance.id it still waited for the session timeout"),
+    ("01_run_blocking", {}, "so did KafkaJS's (where the seed's 21 s most likely went"),
+    ("01_run_blocking", {"kafkajs: a restart after a SIGKILL waits out the dead member's session": False}, "KafkaJS's restarted member did not wait it out"),
+    ("01_run_blocking", {"kafkajs: a restart after a SIGKILL waits out the dead member's session": "never joined"}, "KafkaJS: never joined"),
     ("02_errors_and_events", {}, "run() returns the group join or raises JoinFailed"),
     ("02_errors_and_events", FLIPS["02_errors_and_events"] | {"runner / success": E02_OK},
      "an invalid topic name did not make it raise JoinFailed (start/run: returns GroupJoin)"),
@@ -353,6 +369,13 @@ OUTCOMES = [
      "cost a rebalance, nothing processed twice"),
     ("07_pause_on_dependency", {"raw-sleep: rebalances during the outage >= 1": False},
      "did not cost a rebalance in this run"),
+    ("07_pause_on_dependency", {}, "on KafkaJS, the seed's client, the broker removed a blocked "
+     "handler's member by session timeout (session shorter than max poll), pause() kept its "
+     "place, its docs' pause-then-throw pattern lost it"),
+    ("07_pause_on_dependency",
+     {"kafkajs: all partitions paused longer than both clocks, membership kept": False,
+      "kafkajs: paused on a failing dependency, membership kept and nothing lost": True},
+     "pause() did not keep its place, so did its docs' pause-then-throw pattern"),
     ("08_event_bus_end_to_end", {}, "yes: the same service on the in-memory bus and on Kafka"),
     ("08_event_bus_end_to_end", {"final state fields that differ between the buses":
                                      ["sent", "statuses"]},
@@ -455,18 +478,19 @@ def test_no_findings_at_all_answer_not_measured() -> None:
 
 def test_a_tansu_run_of_e01_still_answers_what_it_measured() -> None:
     """E01 on Tansu skips the dedicated brokers (restart, sweep): the 21 s part says so."""
-    f = {k: v for k, v in TYPICAL["01_run_blocking"].items() if "restarted" not in k}
+    f = {k: v for k, v in TYPICAL["01_run_blocking"].items() if "restart" not in k}
     text = answer_for("01_run_blocking", f).answer
     assert text.startswith("run() returns once the group join completed")
-    assert text.endswith('the 21 s: not measured in this run: "dynamic member restarted right '
-                         'after a kill: its join waited for" missing')
+    assert ('the 21 s: not measured in this run: "dynamic member restarted right after a kill: '
+            'its join waited for" missing') in text
+    assert text.endswith('KafkaJS: not measured in this run: "kafkajs: a restart after a SIGKILL '
+                         'waits out the dead member\'s session" missing')
 
 
 def test_e01_without_the_static_part_says_so() -> None:
     f = {k: v for k, v in TYPICAL["01_run_blocking"].items() if not k.startswith("static")}
-    assert answer_for("01_run_blocking", f).answer.endswith(
-        'static membership: not measured in this run: "static member restarted right after a '
-        'kill: its join waited for" missing')
+    assert ('static membership: not measured in this run: "static member restarted right after a '
+            'kill: its join waited for" missing') in answer_for("01_run_blocking", f).answer
 
 
 def test_findings_read_back_from_json_answer_the_same() -> None:

@@ -132,13 +132,14 @@ E01_START = "runner: start() returned before the group join"
 E01_CONSUMED = "runner: every message consumed exactly once"
 E01_DYNAMIC = "dynamic member restarted right after a kill: its join waited for"
 E01_STATIC = "static member restarted right after a kill: its join waited for"
+E01_KAFKAJS = "kafkajs: a restart after a SIGKILL waits out the dead member's session"
 
 
 def _e01_restart(f: Findings) -> str:
     dynamic = f[E01_DYNAMIC]
     if dynamic == "the session timeout":
         text = ("a member restarted right after a kill waits until the dead member's session "
-                "times out (where the seed's 21 s went)")
+                "times out (kafka-python)")
     elif dynamic == "nothing":
         text = "a member restarted right after a kill did not wait for the dead member"
     else:
@@ -162,7 +163,17 @@ def _e01(f: Findings) -> str:
         head,
         _clause(f, "consumption", lambda f: "consumption goes on in the background, every message "
                 "once" if f.true(E01_CONSUMED) else "not every message was consumed exactly once"),
-        _clause(f, "the 21 s", _e01_restart))
+        _clause(f, "the 21 s", _e01_restart),
+        _clause(f, "KafkaJS", _e01_kafkajs))
+
+
+def _e01_kafkajs(f: Findings) -> str:
+    value = f[E01_KAFKAJS]
+    if value in (True, "True"):
+        return "so did KafkaJS's (where the seed's 21 s most likely went: KafkaJS's session)"
+    if value in (False, "False"):
+        return "KafkaJS's restarted member did not wait it out"
+    return f"KafkaJS: {value}"
 
 
 # -- E02 ------------------------------------------------------------------------------------
@@ -362,7 +373,7 @@ E08_DIFFER, E08_PENDING, E08_OPEN_CALLS = (e08_answer.E08_DIFFER, e08_answer.E08
 
 QUESTIONS: dict[str, Question] = {q.stem: q for q in (
     Question("01_run_blocking", "Does run() block? Where did the seed's 21 s group join go?",
-             (E01_RUN, E01_START, E01_CONSUMED, E01_DYNAMIC, E01_STATIC), _e01),
+             (E01_RUN, E01_START, E01_CONSUMED, E01_DYNAMIC, E01_STATIC, E01_KAFKAJS), _e01),
     Question("02_errors_and_events", "What do the calls return, and how do errors surface?",
              (E02_SUCCESS, E02_INVALID, E02_EVENTS, E02_RAW_COMMIT), _e02),
     Question("03_batch_failure", "Message 3 of a batch fails: can only 3 be left behind?",

@@ -24,10 +24,14 @@ SLEEP_BY = ("sleeping, session {} < max poll {}: worker removed by",
             "sleeping, session {} > max poll {}: worker removed by")
 KEPT = "sleeping, session {} < max poll {}: broker kept the sleeping worker past its session timeout"
 HELD = "{} + rebalance: pause held through the rebalance"
+#: the seed's own client, from E07's client section (finders of conformance_findings_liveness)
+KAFKAJS_BY = "kafkajs, session < max poll: a blocked handler's member removed by"
+KAFKAJS_PAUSE = "kafkajs: all partitions paused longer than both clocks, membership kept"
+KAFKAJS_ON_ERROR = "kafkajs: paused on a failing dependency, membership kept and nothing lost"
 
 #: the findings the answer rests on (names, or a finder's template)
 RESTS_ON = (*(REBALANCED.format(p) for p in PAUSERS), SLEEP_REBALANCED, SLEEP_TWICE, *SLEEP_BY,
-            KEPT, *(HELD.format(p) for p in PAUSERS))
+            KEPT, *(HELD.format(p) for p in PAUSERS), KAFKAJS_BY, KAFKAJS_PAUSE, KAFKAJS_ON_ERROR)
 
 
 def _clause(f: Findings, topic: str, decide: Callable[[Findings], str]) -> str:
@@ -54,7 +58,8 @@ def _clocks(f: Findings) -> str:
                 f"{by[1]} (max poll shorter)")
     kept = (", the broker kept it past its session timeout: heartbeats went on while it slept"
             if f.true(KEPT) else "")
-    return f"the broker removed the sleeping worker at its max poll interval in both settings{kept}"
+    return ("the broker removed the sleeping kafka-python worker at its max poll interval in both "
+            f"settings{kept}")
 
 
 def _held(f: Findings) -> str:
@@ -67,6 +72,15 @@ def _held(f: Findings) -> str:
     return "the pause held through a rebalance (raw kafka-python and the bus)"
 
 
+def _kafkajs(f: Findings) -> str:
+    paused = ("pause() kept its place" if f.true(KAFKAJS_PAUSE)
+              else "pause() did not keep its place")
+    on_error = ("so did its docs' pause-then-throw pattern" if f.true(KAFKAJS_ON_ERROR)
+                else "its docs' pause-then-throw pattern lost it")
+    return (f"on KafkaJS, the seed's client, the broker removed a blocked handler's member by "
+            f"{f[KAFKAJS_BY]} (session shorter than max poll), {paused}, {on_error}")
+
+
 def answer(f: Findings) -> str:
     moved = [p for p in PAUSERS if f.true(REBALANCED.format(p))]
     if moved:
@@ -75,4 +89,4 @@ def answer(f: Findings) -> str:
         head = ("yes: a consumer that pauses and keeps polling kept its place through an outage "
                 "longer than the session timeout and max poll interval")
     return "; ".join((head, _clause(f, "sleeping", _sleep), _clause(f, "clocks", _clocks),
-                      _clause(f, "rebalance while paused", _held)))
+                      _clause(f, "rebalance while paused", _held), _clause(f, "KafkaJS", _kafkajs)))
