@@ -170,7 +170,8 @@ def _e01(f: Findings) -> str:
 def _e01_kafkajs(f: Findings) -> str:
     value = f[E01_KAFKAJS]
     if value in (True, "True"):
-        return "so did KafkaJS's (where the seed's 21 s most likely went: KafkaJS's session)"
+        return ("on KafkaJS a restarted member waited out the dead member's session too (most "
+                "likely where the seed's 21 s went)")
     if value in (False, "False"):
         return "KafkaJS's restarted member did not wait it out"
     return f"KafkaJS: {value}"
