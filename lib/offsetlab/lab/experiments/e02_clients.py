@@ -54,7 +54,8 @@ class ClientParams:
     """The section's settings (fast profile)."""
 
     n_messages: int = 3
-    down_cap_s: float = 15.0             # how long a member with no broker is watched
+    down_cap_s: float = 30.0             # how long a member with no broker is watched (KafkaJS's
+    #                                      default retries ended 7.5-15 s after ready: jittered backoff)
     kafka_python_bootstrap_timeout_ms: int | None = 1500   # None: kafka-python's 30 s
     join_fail_session_ms: int | None = None  # None: half the broker's minimum
     join_fail_cap_s: float = 12.0        # how long the refused member is watched
