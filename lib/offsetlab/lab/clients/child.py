@@ -179,7 +179,10 @@ class ChildMember:
             except ValueError:
                 log.warning("member %s printed a line that is not an event: %r", self.who, raw[:200])
                 continue
-            self._record(ev)
+            try:
+                self._record(ev)
+            except Exception:  # into the log, not a thread traceback on the notebook's stderr
+                log.exception("member %s: could not record %r", self.who, ev)
         with self._cond:
             self._cond.notify_all()
 
