@@ -73,3 +73,27 @@ def test_findings_cells_are_compared_by_nbval(path: Path) -> None:
     assert cells, f"{path.name} has no findings cell"
     hidden = [c for c in cells if "nbval-ignore-output" in c["metadata"].get("tags", [])]
     assert not hidden, f"{path.name}: findings cells tagged nbval-ignore-output"
+
+
+def stderr_cells(nb: dict) -> list[int]:
+    """Code cells nbval compares that hold a stderr stream (a library's log line, a thread's
+    traceback): nbval fails the next run that does not print the same."""
+    return [i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code"
+            and "nbval-ignore-output" not in c.get("metadata", {}).get("tags", [])
+            and any(o.get("output_type") == "stream" and o.get("name") == "stderr"
+                    for o in c.get("outputs", []))]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_compared_outputs_hold_no_stderr(path: Path) -> None:
+    """A committed E01 once held librdkafka's '%6|...|BGQUEUE|...' line from an admin client
+    without a logger; the next nbval run failed on it."""
+    assert not stderr_cells(json.loads(path.read_text())), path.name
+
+
+def test_the_stderr_check_catches_a_log_line() -> None:
+    out = {"cell_type": "code", "metadata": {}, "outputs": [
+        {"output_type": "stream", "name": "stderr", "text": ["%6|1|BGQUEUE|rdkafka#producer-1|"]}]}
+    ok = {"cell_type": "code", "metadata": {}, "outputs": [
+        {"output_type": "stream", "name": "stdout", "text": ["answer: yes"]}]}
+    assert stderr_cells({"cells": [ok, out]}) == [1]
