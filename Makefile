@@ -17,7 +17,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
-# venv + Python packages + the Kafka jars (fetched once into ~/.cache/offsetlab by Maven)
+# venv + Python packages + the Kafka jars (fetched once into ~/.cache/offsetlab by Maven) + KafkaJS
+# (npm ci from the committed lock into ~/.cache/offsetlab/kafkajs/<lock hash>/; skipped with a reason
+# without Node, which only make test requires)
 setup: $(STAMP)
 	@$(BIN)/python -c "from offsetlab.brokers import ensure_kafka_jars; print('kafka jars:', ensure_kafka_jars())"
 	@$(BIN)/python -c "from offsetlab.lab.clients import node; ok, why = node.node_available(); print('kafkajs:', node.ensure_kafkajs() if ok else 'not installed: ' + why)"
