@@ -36,22 +36,21 @@ __all__ = ["EXPECTED_S", "expected_durations", "schedule", "Record", "Pool", "pr
            "error_of", "now"]
 
 #: Seconds each notebook took on the fast profile, run one at a time (``-j 1``; run.json's
-#: ``duration_s``, one full run after issue 11's research audit) on the 2-core machine of the
+#: ``duration_s``, one full run after issue 12's client sections) on the 2-core machine of the
 #: README's time-budget table, which shows the same numbers. Used for notebooks no earlier
 #: run of the same profile has a duration for (a fresh clone); a notebook in neither is
 #: scheduled first, since it may be the longest.
 EXPECTED_S: dict[str, float] = {
-    "00_broker_smoke": 8.8,
-    "01_run_blocking": 83.3,
-    "02_errors_and_events": 48.1,
-    "03_batch_failure": 32.3,
-    "04_manual_commit_loss": 86.9,
-    "05_main_topic_retry": 80.3,
-    "06_retry_topic": 84.1,
-    "07_pause_on_dependency": 68.6,
-    "08_event_bus_end_to_end": 17.3,
-    # issue 12: `offsetlab run --only 09` alone (duration_s, on a machine loaded by other jobs)
-    "09_client_conformance": 68.6,
+    "00_broker_smoke": 9.8,
+    "01_run_blocking": 120.7,
+    "02_errors_and_events": 89.2,
+    "03_batch_failure": 48.2,
+    "04_manual_commit_loss": 99.6,
+    "05_main_topic_retry": 115.9,
+    "06_retry_topic": 84.8,
+    "07_pause_on_dependency": 84.4,
+    "08_event_bus_end_to_end": 19.1,
+    "09_client_conformance": 48.4,
 }
 #: after an interrupt, kernels that are still running this long after their SIGINT are killed
 KILL_AFTER_S = 10.0
