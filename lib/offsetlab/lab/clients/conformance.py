@@ -28,6 +28,7 @@ from typing import Any
 from offsetlab.brokers import BrokerHandle
 from offsetlab.lab.clients import conformance_findings_join as ff
 from offsetlab.lab.clients import conformance_findings_liveness as fl
+from offsetlab.lab.clients import conformance_join as cj
 from offsetlab.lab.clients import conformance_join_family as jf
 from offsetlab.lab.clients import conformance_liveness as lv
 from offsetlab.lab.clients import kip848
@@ -125,6 +126,7 @@ def run_matrix(broker: BrokerHandle, params: MatrixParams | None = None,
     log_path = Path(log_dir) if log_dir is not None else None
     live: dict[str, Any] = {"cells": [], "errors": {}, "wall_s": None}
     t0 = time.monotonic()
+    cj.warm_coordinator(broker)  # every __consumer_offsets partition loaded before any join
     thread = threading.Thread(target=_liveness, name="conformance-liveness",
                               args=(broker, p.liveness, list(columns), timeline, log_path, live))
     thread.start()

@@ -37,6 +37,7 @@ timeline=..., log_dir=..., measures=m)``.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -62,6 +63,8 @@ from offsetlab.lab.clients.matrix import UNSUPPORTED, Cell
 from offsetlab.lab.clients.protocol import MemberConfig
 from offsetlab.lab.raw import committed_offsets, create_topic, unique
 from offsetlab.lab.timeline_core import Timeline
+
+log = logging.getLogger(__name__)
 
 __all__ = ["JoinParams", "DEFAULT_SESSION_MS", "session_ms", "group_session_ms", "initial_delay_s",
            "member_config", "make_cell", "scenario_names", "warm_coordinator", "KilledRun",
@@ -139,13 +142,37 @@ def member_config(client: str, group_protocol: str, who: str, broker: BrokerHand
                         heartbeat_interval_ms=heartbeat_interval_ms, **kw)
 
 
-def warm_coordinator(broker: BrokerHandle) -> None:
-    """Ask for a group coordinator once (``__consumer_offsets`` exists afterwards), so a
-    first join timed next is not librdkafka's first group on a new cluster."""
-    try:
-        committed_offsets(broker, unique("warm"), "warm")
-    except Exception:  # noqa: BLE001 - a warm-up only
-        pass
+def _offsets_partition(group: str, partitions: int) -> int:
+    """The ``__consumer_offsets`` partition of ``group``: Kafka's
+    ``Utils.abs(group.hashCode()) % partitions`` (Java's String.hashCode)."""
+    h = 0
+    for ch in group:
+        h = (31 * h + ord(ch)) & 0xFFFFFFFF
+    return (h & 0x7FFFFFFF) % partitions
+
+
+def warm_coordinator(broker: BrokerHandle, timeout_s: float = 30.0) -> None:
+    """Ask the group coordinator of every ``__consumer_offsets`` partition for a group's
+    offsets until each answers (or ``timeout_s``), so that no timed join meets a coordinator
+    that is still loading: on a new broker KafkaJS crashed on "The coordinator is loading"
+    and its ``run()`` resolved before the join that followed the restart (a CI run of
+    notebook 09), and librdkafka's first group joins late."""
+    partitions = int((broker.settings or {}).get("offsets.topic.num.partitions", 50))
+    groups: dict[int, str] = {}
+    while len(groups) < partitions:
+        name = unique("warm")
+        groups.setdefault(_offsets_partition(name, partitions), name)
+    deadline = time.monotonic() + timeout_s
+    for name in groups.values():
+        while True:
+            try:
+                committed_offsets(broker, name, "warm")
+                break
+            except Exception:  # noqa: BLE001 - loading: ask again until the deadline
+                if time.monotonic() > deadline:
+                    log.warning("group coordinator still not answering after %.0f s", timeout_s)
+                    return
+                time.sleep(0.2)
 
 
 def make_cell(behaviour: str, client: str, proto: str, broker: BrokerHandle, value: Any,
