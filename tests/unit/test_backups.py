@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from offsetlab.backups import (
+    BackupInterface,
     BackupJob,
     BackupJobDependency,
     BackupRequest,
@@ -175,3 +179,99 @@ def test_backups_story_is_deterministic_and_ends_as_expected() -> None:
     assert first.dead_letters == (("b1", "builtins.ValueError"),)
     assert first.breaker_states[:3] == ("open", "half_open", "closed")
     assert first.pending_events == 0
+
+
+# -- idempotent by event id (offsetlab.bus.idempotent) ------------------------------------
+
+
+def _allowed_record(bus: InMemoryBus):
+    [record] = bus.records(bus.registry.topic_for(BackupRequestAllowed))
+    return record
+
+
+def test_a_redelivered_allowed_event_does_not_start_the_backup_twice() -> None:
+    """The send handler's member is killed after starting the backup, before its commit: the
+    record comes again (here: the same bytes once more on the topic). The wrapper skips it by
+    its event id; the backup was started once."""
+    clock = ManualClock()
+    bus = InMemoryBus(backup_registry(), clock=clock)
+    service = bootstrap(bus, clock=clock, start=True)
+    service.backup_jobs.add_job("j1")
+    service.accept(request_id="r1", backup_job_id="j1")
+    bus.settle()
+    assert service.interface.started == ["r1"]
+    record = _allowed_record(bus)
+    bus.publish_raw(record.topic, record.value, key=record.key, headers=record.headers)
+    bus.settle()
+    send = service.handlers["send"]
+    assert (send.runs, send.skipped) == (1, 1)
+    assert service.interface.started == ["r1"]
+    assert bus.lag("backups.send", record.topic) == 0
+    assert len(bus.records(bus.registry.topic_for(BackupRequestSent))) == 1
+
+
+class _HeldInterface(BackupInterface):
+    """Starts a backup and holds the caller until released (a slow backup API)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def send(self, request_id: str, storage_provider: str) -> None:
+        super().send(request_id, storage_provider)
+        self.release.wait(10)
+
+
+def _deliver_twice_at_once(wrapped: bool) -> tuple[list[str], list[str]]:
+    """One BackupRequestAllowed handled by two threads at once (a member that lost the
+    partition still handling it while its replacement got it). Returns the backups started
+    and the exceptions the two deliveries raised."""
+    bus = InMemoryBus(backup_registry())
+    interface = _HeldInterface()
+    service = bootstrap(bus, interface=interface)
+    request = BackupRequest.receive(BackupRequestAccepted(
+        request_id="r1", backup_job_id="j1", data_date="d", requester="ops"))
+    request.decide_allowed(_job(True))
+    allowed = request.pending_events[-1]
+    assert isinstance(allowed, BackupRequestAllowed)
+    service.repository.save(request)
+    handler = service.handlers["send"] if wrapped else service.handlers["send"].handler
+    raised: list[str] = []
+
+    def deliver() -> None:
+        try:
+            handler(allowed)
+        except Exception as exc:  # the duplicate's InvalidTransition, unwrapped
+            raised.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=deliver) for _ in range(2)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 1.0   # both in send (unguarded) or one waiting in the claim
+    while len(interface.started) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    interface.release.set()
+    for t in threads:
+        t.join(10)
+    return interface.started, raised
+
+
+def test_two_deliveries_at_once_start_the_backup_once_only_with_the_wrapper() -> None:
+    assert _deliver_twice_at_once(wrapped=True) == (["r1"], [])
+    started, raised = _deliver_twice_at_once(wrapped=False)
+    assert started == ["r1", "r1"] and raised == ["InvalidTransition"]
+
+
+def test_a_failed_publish_leaves_the_event_unmarked_so_the_retry_publishes() -> None:
+    """The handler raised (its Created publish was not acknowledged): not marked, so the
+    redelivery runs it and publishes the pending event instead of being skipped."""
+    clock = ManualClock()
+    bus = InMemoryBus(backup_registry(), clock=clock)
+    service = bootstrap(bus, clock=clock, start=True)
+    service.backup_jobs.add_job("j1")
+    service.accept(request_id="r1", backup_job_id="j1")
+    bus.fail_next(1, topic=bus.registry.topic_for(BackupRequestCreated))
+    bus.settle()
+    receive = service.handlers["receive"]
+    assert (receive.runs, receive.skipped) == (2, 0)
+    assert service.interface.started == ["r1"]

@@ -14,6 +14,14 @@ event                                  handler                        group
 
 The check-allowed subscription ``depends_on`` the backup-job breaker (pause while open)
 unless ``pause_on_open=False``.
+
+Every handler's effect is outside Kafka (a repository write; the send starts a backup), so
+each runs through :func:`offsetlab.bus.idempotent.idempotent`, scoped by its group, on one
+``processed`` store (an :class:`~offsetlab.bus.idempotent.InMemoryProcessedStore` unless one
+is passed): a redelivered event (a member killed after the effect, before its commit; a
+retry copy of an event already handled) is skipped by its event id, and two deliveries of
+one event at once run the handler once. ``service.handlers`` holds the wrapped handlers
+(their ``runs``/``skipped`` counts).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 from offsetlab.backups.dependencies import BackupInterface, BackupJobDependency
 from offsetlab.backups.events import (
@@ -40,6 +49,12 @@ from offsetlab.backups.model import BackupRequest
 from offsetlab.backups.repository import BackupRequestRepository
 from offsetlab.bus.breaker import CircuitBreaker
 from offsetlab.bus.classify import ErrorClassifier
+from offsetlab.bus.idempotent import (
+    IdempotentHandler,
+    InMemoryProcessedStore,
+    ProcessedStore,
+    idempotent,
+)
 from offsetlab.bus.interface import EventBus, Subscription
 from offsetlab.bus.retry import RetryStrategy
 
@@ -55,7 +70,9 @@ class BackupService:
     backup_jobs: BackupJobDependency
     interface: BackupInterface
     breaker: CircuitBreaker
+    processed: ProcessedStore
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
+    handlers: dict[str, IdempotentHandler[Any, Any]] = field(default_factory=dict)
 
     def accept(self, *, request_id: str, backup_job_id: str, data_date: str = "2026-01-01",
                requester: str = "offsetlab") -> BackupRequest:
@@ -85,12 +102,14 @@ def bootstrap(
     group_prefix: str = "backups",
     pause_on_open: bool = True,
     clock: Callable[[], float] = time.monotonic,
+    processed: ProcessedStore | None = None,
     start: bool = False,
 ) -> BackupService:
     """Wire the service on ``bus``; ``start=True`` also runs the subscriptions.
 
     ``clock`` is the default breaker's clock (pass the in-memory bus's ``ManualClock``).
     ``retry``/``classifier`` apply to every subscription (bus defaults when ``None``).
+    ``processed`` is where the handlers record the events they finished.
     """
     for cls in BACKUP_EVENTS:
         if cls not in bus.registry:
@@ -102,23 +121,31 @@ def bootstrap(
         breaker = CircuitBreaker("backup-jobs", failure_threshold=3, success_threshold=1,
                                  probe_interval_s=5.0, alive_check=backup_jobs.is_alive,
                                  clock=clock)
-    service = BackupService(bus, repository, backup_jobs, interface, breaker)
-    common = {"retry": retry, "classifier": classifier}
+    processed = processed if processed is not None else InMemoryProcessedStore()
+    service = BackupService(bus, repository, backup_jobs, interface, breaker, processed)
+    common: dict[str, Any] = {"retry": retry, "classifier": classifier}
+
+    def once(name: str, handler: Callable[[Any], Any]) -> IdempotentHandler[Any, Any]:
+        wrapped = idempotent(handler, processed, scope=f"{group_prefix}.{name}")
+        service.handlers[name] = wrapped
+        return wrapped
+
     service.subscriptions["receive"] = bus.subscribe(
         BackupRequestAccepted,
-        partial(receive_backup_request, repository=repository, bus=bus),
+        once("receive", partial(receive_backup_request, repository=repository, bus=bus)),
         group=f"{group_prefix}.receive", name="receive", **common,
     )
     service.subscriptions["check-allowed"] = bus.subscribe(
         BackupRequestCreated,
-        partial(check_backup_allowed, repository=repository, backup_jobs=backup_jobs,
-                breaker=breaker, bus=bus),
+        once("check-allowed", partial(check_backup_allowed, repository=repository,
+                                      backup_jobs=backup_jobs, breaker=breaker, bus=bus)),
         group=f"{group_prefix}.check-allowed", name="check-allowed",
         depends_on=(breaker,) if pause_on_open else (), **common,
     )
     service.subscriptions["send"] = bus.subscribe(
         BackupRequestAllowed,
-        partial(send_to_interface, repository=repository, interface=interface, bus=bus),
+        once("send", partial(send_to_interface, repository=repository, interface=interface,
+                             bus=bus)),
         group=f"{group_prefix}.send", name="send", **common,
     )
     if start:

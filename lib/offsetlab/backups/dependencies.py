@@ -11,7 +11,7 @@ can be changed at any time (from a test or a notebook cell):
   ``ValueError``: fatal, never retried).
 
 ``is_alive()`` is the circuit breaker's alive check. ``calls`` records every call.
-:class:`BackupInterface` is where allowed requests are sent; it records them.
+:class:`BackupInterface` is where allowed requests are sent; it records every call.
 """
 
 from __future__ import annotations
@@ -116,13 +116,17 @@ class BackupJobDependency:
 
 
 class BackupInterface:
-    """Where allowed requests are sent; records each request id once (idempotent)."""
+    """Where allowed requests are sent: each call starts a backup (``started``: every call,
+    in order, duplicates included); ``sent`` lists each request id once (the interface takes
+    the request id as an idempotency key)."""
 
     def __init__(self) -> None:
         self.sent: list[str] = []
+        self.started: list[str] = []
         self._lock = threading.Lock()
 
     def send(self, request_id: str, storage_provider: str) -> None:
         with self._lock:
+            self.started.append(request_id)
             if request_id not in self.sent:
                 self.sent.append(request_id)

@@ -1,9 +1,16 @@
 """The use cases: plain functions taking the event (or command values) and named
 dependencies, as in cosmicpython; ``bootstrap`` binds the dependencies.
 
-Every handler is idempotent: a redelivered event (the main-topic retry re-produces, a
-rebalance redelivers) finds the request already moved and only publishes what is still
-pending on the aggregate (events saved but not acknowledged before a failure).
+Every handler is idempotent twice over. ``bootstrap`` wraps each in
+:func:`offsetlab.bus.idempotent.idempotent`: an event it finished (returned ``Ok``) is
+skipped by its event id, and a duplicate arriving while the first is still running waits
+for it. Inside, a redelivered event the wrapper did not skip (the handler raised, e.g. its
+publish was not acknowledged, so nothing was marked) finds the request already moved and
+only publishes what is still pending on the aggregate.
+
+What stays at-least-once: ``send_to_interface`` killed after ``interface.send`` and before
+``repository.save`` leaves neither the status nor the mark written, so the redelivery sends
+again; the backup interface takes the request id as its idempotency key for that window.
 """
 
 from __future__ import annotations
