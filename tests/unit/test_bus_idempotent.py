@@ -293,3 +293,50 @@ def test_on_the_memory_bus_a_republished_record_is_skipped() -> None:
         bus.drain()
         assert len(bus.records("pings")) == 2 and bus.lag("g", "pings") == 0
     assert len(effects.done) == 1 and (handler.runs, handler.skipped) == (1, 1)
+
+
+_KILLED_CHILD = """
+import os, signal, sys
+from dataclasses import dataclass
+from typing import ClassVar
+from offsetlab.bus.events import Event
+from offsetlab.bus.idempotent import SqliteProcessedStore, idempotent, idempotent_in_transaction
+
+@dataclass(frozen=True, kw_only=True)
+class Ping(Event):
+    topic: ClassVar[str] = "pings"
+
+path, mode, event_id = sys.argv[1:4]
+store = SqliteProcessedStore(path)
+own = store.connection()
+
+def effect(conn):
+    conn.execute("INSERT INTO effects VALUES (?)", (event_id,))
+    os.kill(os.getpid(), signal.SIGKILL)  # after the effect, before the mark
+
+if mode == "transaction":
+    idempotent_in_transaction(lambda e, conn: effect(conn), store, scope="g")(Ping(event_id=event_id))
+else:
+    idempotent(lambda e: effect(own), store, scope="g")(Ping(event_id=event_id))
+"""
+
+
+@pytest.mark.parametrize("mode, effects_left", [("transaction", 0), ("claim", 1)])
+def test_sigkill_between_effect_and_mark(tmp_path: Path, mode: str, effects_left: int) -> None:
+    """A real SIGKILL of the process after its effect, before the mark: in one transaction
+    neither survives; with the plain claim the effect does and the mark does not (the
+    at-least-once window: the redelivery would write it again)."""
+    import signal
+    import subprocess
+    import sys
+
+    path = str(tmp_path / "p.db")
+    event = Ping()
+    with SqliteProcessedStore(path) as store:
+        store.connection().execute("CREATE TABLE effects (event_id TEXT)")
+    child = subprocess.run([sys.executable, "-c", _KILLED_CHILD, path, mode, event.event_id],
+                           capture_output=True, text=True, timeout=60)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    with SqliteProcessedStore(path) as store:
+        left = store.connection().execute("SELECT COUNT(*) FROM effects").fetchone()[0]
+        assert (left, store.seen("g", event.event_id)) == (effects_left, False)
