@@ -340,3 +340,8 @@ def test_sigkill_between_effect_and_mark(tmp_path: Path, mode: str, effects_left
     with SqliteProcessedStore(path) as store:
         left = store.connection().execute("SELECT COUNT(*) FROM effects").fetchone()[0]
         assert (left, store.seen("g", event.event_id)) == (effects_left, False)
+
+
+def test_sqlite_store_refuses_a_per_connection_memory_database() -> None:
+    with pytest.raises(ValueError, match="own database"):
+        SqliteProcessedStore(":memory:")

@@ -45,16 +45,18 @@ Stores (:class:`ProcessedStore`), both safe to share between runner threads:
 from __future__ import annotations
 
 import functools
-import sqlite3
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from offsetlab.bus.events import Event
 from offsetlab.bus.outcomes import OK, Ok
+
+if TYPE_CHECKING:  # sqlite3 is imported when an SQLite store is made
+    import sqlite3
 
 __all__ = [
     "Claim",
@@ -191,6 +193,9 @@ class SqliteProcessedStore:
                  busy_timeout_s: float = 30.0) -> None:
         if not table.isidentifier():
             raise ValueError(f"table={table!r} must be an identifier")
+        if path in ("", ":memory:") or path.startswith("file::memory:"):
+            raise ValueError(f"path={path!r}: each thread's connection would get its own "
+                             "database; use a file (InMemoryProcessedStore for memory)")
         self.path, self.table, self.busy_timeout_s = path, table, busy_timeout_s
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
@@ -203,6 +208,8 @@ class SqliteProcessedStore:
         """This thread's connection (autocommit mode: transactions are explicit)."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
+            import sqlite3
+
             with self._lock:
                 if self._closed:
                     raise RuntimeError(f"SqliteProcessedStore({self.path!r}) is closed")
