@@ -1,8 +1,11 @@
-"""``offsetlab chaos`` on a real Kafka broker: consumers SIGKILLed, the broker restarted.
+"""``offsetlab chaos`` on a real Kafka broker: consumers SIGKILLed, the broker restarted,
+handlers failing and rejecting; on a three-node cluster (marked slow) a partition leader
+SIGKILLed.
 
 Each test starts its own broker (the run restarts it, which the session broker must not
-suffer). Nothing here asserts a speed: the numbers that matter are *lost* (must be 0) and
-that the printed accounting agrees with ``chaos.json``.
+suffer). Nothing here asserts a speed: the numbers that matter are *lost* (must be 0), the
+dead letters, the committed offsets, and that the printed accounting agrees with
+``chaos.json``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,12 @@ REPO = Path(__file__).resolve().parents[2]
 def _value(text: str, name: str) -> int:
     m = re.search(rf"^{name}: (\d+)", text, re.MULTILINE)
     assert m, f"no '{name}:' line in:\n{text}"
+    return int(m.group(1))
+
+
+def _bound(text: str) -> int:
+    m = re.search(r"^duplicated: \d+ \(.*; bound (\d+) = ", text, re.MULTILINE)
+    assert m, text
     return int(m.group(1))
 
 
@@ -65,8 +74,12 @@ def test_chaos_run_loses_nothing_through_a_kill_and_a_broker_restart(tmp_path: P
     lost, duplicated = _value(text, "lost"), _value(text, "duplicated")
     assert lost == 0
     # the publisher re-publishes what was not acknowledged until it is: all 300 get there
-    assert produced == 300
+    assert produced == _value(text, "acknowledged") == 300
+    assert _value(text, "unacknowledged") == 0
     assert processed == produced
+    assert "dead-lettered: 0 (expected 0)" in text
+    assert "committed == end offsets: true" in text
+    assert duplicated <= _bound(text)
     assert re.search(r"SIGKILL worker-\d", text), text
     assert "broker restarted" in text, text
 
@@ -144,3 +157,64 @@ def test_the_run_sees_loss_from_a_consumer_that_commits_before_handling(tmp_path
     kills = [a for a in saved["actions"] if a["action"] == "kill"]
     assert len(kills) == 1 and "error" not in kills[0], kills
     assert 0 < lost <= kills[0]["committed_unhandled"], (lost, kills)
+
+
+@pytest.mark.timeout(320)
+def test_failing_handlers_and_poison_events_with_a_retry_topic_through_a_kill(tmp_path: Path) -> None:
+    """Seeded retriable failures (10 % of deliveries) and 5 poison events, retried through a
+    retry topic while a worker is SIGKILLed: nothing lost, every poison event dead-lettered
+    once with its provenance, none processed, the group committed to the end of both topics."""
+    run_id = "chaos-faults"
+    cmd = [sys.executable, "-m", "offsetlab", "chaos", "--events", "400", "--kills", "1",
+           "--broker-restarts", "0", "--seed", "5", "--workers", "2", "--partitions", "3",
+           "--publish-seconds", "6", "--drain-timeout", "90", "--fail-rate", "0.1",
+           "--poison", "5", "--retry", "retry-topic", "--run-id", run_id]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO,
+                          env=_env(tmp_path))
+    text = proc.stdout
+    print(text)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{text}\n{proc.stderr[-3000:]}"
+    assert _value(text, "lost") == 0 and _value(text, "unacknowledged") == 0
+    assert _value(text, "processed") == 395
+    assert "dead-lettered: 5 (expected 5)" in text
+    assert "committed == end offsets: true" in text
+    assert "retry: retry-topic: RetryTopicRetry(" in text
+    saved = json.loads((tmp_path / run_id / "chaos.json").read_text())
+    # the failures happened (the seeded draws hit about 10 % of some 400 deliveries) and
+    # the poison was rejected once per input record (or again after the kill's redelivery)
+    assert saved["failed_deliveries"] > 10, saved["failed_deliveries"]
+    assert saved["rejected_deliveries"] >= 5
+    assert saved["poison_processed"] == 0 and saved["dead_letter_problems"] == []
+    assert saved["committed_at_end"] is True and saved["failures"] == []
+    fails = sum(len(p.read_text().split()) for p in (tmp_path / run_id / "chaos").glob("*.fail"))
+    assert fails == saved["failed_deliveries"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_partition_leader_sigkilled_on_a_three_node_cluster(tmp_path: Path) -> None:
+    """``--nodes 3 --broker-kills 1``: the node leading the most partitions is SIGKILLed
+    and started again once its leaderships moved; nothing is lost."""
+    run_id = "chaos-cluster"
+    cmd = [sys.executable, "-m", "offsetlab", "chaos", "--events", "600", "--kills", "1",
+           "--broker-restarts", "0", "--nodes", "3", "--broker-kills", "1", "--seed", "7",
+           "--workers", "2", "--partitions", "3", "--publish-seconds", "15",
+           "--drain-timeout", "180", "--fail-rate", "0.05", "--poison", "3",
+           "--retry", "retry-topic", "--run-id", run_id]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=580, cwd=REPO,
+                          env=_env(tmp_path))
+    text = proc.stdout
+    print(text)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{text}\n{proc.stderr[-3000:]}"
+    assert _value(text, "lost") == 0 and _value(text, "unacknowledged") == 0
+    assert "dead-lettered: 3 (expected 3)" in text
+    assert "committed == end offsets: true" in text
+    saved = json.loads((tmp_path / run_id / "chaos.json").read_text())
+    kills = [a for a in saved["actions"] if a["action"] == "broker_kill"]
+    assert len(kills) == 1 and "error" not in kills[0], kills
+    kill = kills[0]
+    # the victim led the most of the run's partitions, and lost its leaderships before it
+    # came back
+    assert kill["led"] == max(kill["leaders_before"].values())
+    assert kill["leaders_moved_s"] is not None
+    assert not [w for w in saved["workers"] if _alive(w["pid"])]

@@ -1,12 +1,10 @@
-"""One chaos run's parameters (:class:`ChaosConfig`), what it counted (:class:`ChaosResult`),
-and the accounting: from the acknowledged events and the workers' processed counts to the
-result (:func:`account`) and its printed lines (:func:`report`). See :mod:`offsetlab.lab.chaos`.
+"""One chaos run's parameters (:class:`ChaosConfig`) and what it counted
+(:class:`ChaosResult`). The accounting (pure verdicts) is :mod:`offsetlab.lab.chaos_accounting`,
+the printed lines :mod:`offsetlab.lab.chaos_report`; see :mod:`offsetlab.lab.chaos`.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,9 +12,10 @@ from typing import Any
 from offsetlab.bus.errors import ConfigError
 from offsetlab.bus.transports import check_client
 
-from .chaos_worker import CONSUMER_MODES, MODES
+from .chaos_choice import MAX_FAIL_RATE, RETRY_NAMES
+from .chaos_worker import BUS_MODES, CONSUMER_MODES, MODES, SINKS
 
-__all__ = ["POLL_BATCH", "ChaosConfig", "ChaosResult", "account", "report"]
+__all__ = ["POLL_BATCH", "ChaosConfig", "ChaosResult"]
 
 #: kafka-python's default ``max_poll_records``: the most a worker handles between commits
 POLL_BATCH = 500
@@ -29,7 +28,12 @@ class ChaosConfig:
     events: int = 10_000
     kills: int = 5
     broker_restarts: int = 1
-    #: seeds the schedule (which worker, when); None: a random seed, printed
+    #: 1: one broker; 3 (or more): a KRaft cluster (``start_broker("kafka", nodes=3)``)
+    nodes: int = 1
+    #: SIGKILLs of the node leading the most partitions (a cluster only)
+    broker_kills: int = 0
+    #: seeds the schedule (which worker, when), the poison events and the failure draws;
+    #: None: a random seed, printed
     seed: int | None = None
     workers: int = 3
     partitions: int = 6
@@ -44,20 +48,34 @@ class ChaosConfig:
     handle_ms: float = 5.0
     #: how long to wait, after publishing, for every acknowledged event to be processed
     drain_timeout_s: float = 180.0
-    #: ``bus`` (KafkaBus subscription), ``raw`` (kafka-python poll loop, commit after the
-    #: batch) or ``unsafe`` (commit before the batch: loses events, to show the run sees it)
+    #: ``bus`` (KafkaBus subscription), ``bus-eos`` (the bus's transactional mode),
+    #: ``raw`` (kafka-python poll loop, commit after the batch) or ``unsafe`` (commit
+    #: before the batch: loses events, to show the run sees it)
     consumer: str = "bus"
     #: ``bus`` (KafkaBus publish) or ``raw`` (KafkaProducer, flush per batch) publisher
     publisher: str = "bus"
     #: the bus's client library (``bus`` publisher and consumers): ``kafka-python`` or
     #: ``confluent-kafka``; the ``raw`` and ``unsafe`` modes are kafka-python either way
     client: str = "kafka-python"
+    #: the fraction of deliveries whose handler raises a retriable error (bus modes)
+    fail_rate: float = 0.0
+    #: events whose handler always rejects (bus modes): they go to ``<topic>-dlt``
+    poison: int = 0
+    #: the bus's retry strategy: ``in-place``, ``main-topic`` (the bus's default) or
+    #: ``retry-topic`` (:func:`offsetlab.lab.chaos_choice.retry_strategy`)
+    retry: str = "main-topic"
+    #: ``file`` (each worker's ``.seq`` file) or ``topic`` (``ChaosProcessed`` events
+    #: published by the handler, read back read_committed; bus modes only)
+    sink: str = "file"
+    #: unacknowledged events (the publisher gave up) do not fail the run
+    allow_unacked: bool = False
     run_id: str | None = None
     runs_dir: Path | None = None
 
     def __post_init__(self) -> None:
         for key, minimum in (("events", 1), ("kills", 0), ("broker_restarts", 0), ("workers", 1),
-                             ("partitions", 1), ("publish_batch", 1), ("session_timeout_ms", 1000)):
+                             ("partitions", 1), ("publish_batch", 1), ("session_timeout_ms", 1000),
+                             ("nodes", 1), ("broker_kills", 0), ("poison", 0)):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
                 raise ConfigError(f"ChaosConfig.{key} must be an int >= {minimum}, got {value!r}")
@@ -72,6 +90,36 @@ class ChaosConfig:
         if self.publisher not in MODES:
             raise ConfigError(f"ChaosConfig.publisher={self.publisher!r}: use one of {MODES}")
         check_client(self.client, "ChaosConfig")
+        self._check_faults()
+
+    def _check_faults(self) -> None:
+        if self.nodes == 2:
+            raise ConfigError("ChaosConfig.nodes=2: use 1 (one broker) or 3 or more (a cluster "
+                              "with replication factor 3)")
+        if self.broker_kills and self.nodes < 3:
+            raise ConfigError(f"--broker-kills {self.broker_kills} needs a cluster (--nodes 3): "
+                              "killing the only broker is an outage, not a leader failover")
+        rate = self.fail_rate
+        if (not isinstance(rate, int | float) or isinstance(rate, bool)
+                or not 0 <= rate <= MAX_FAIL_RATE):
+            raise ConfigError(f"ChaosConfig.fail_rate must be 0..{MAX_FAIL_RATE}, got {rate!r}")
+        if self.poison > self.events:
+            raise ConfigError(f"--poison {self.poison} is more than --events {self.events}")
+        bus = self.consumer in BUS_MODES
+        for what, used in (("--fail-rate", rate > 0), ("--poison", self.poison > 0),
+                           ("--sink topic", self.sink == "topic")):
+            if used and not bus:
+                raise ConfigError(f"{what} needs a bus consumer (--consumer {' or '.join(BUS_MODES)}); "
+                                  f"the {self.consumer!r} consumer has no retries or dead letters")
+        if self.retry not in RETRY_NAMES:
+            raise ConfigError(f"ChaosConfig.retry={self.retry!r}: use one of {RETRY_NAMES}")
+        if self.sink not in SINKS:
+            raise ConfigError(f"ChaosConfig.sink={self.sink!r}: use one of {SINKS}")
+        if self.consumer == "bus-eos" and self.client != "kafka-python":
+            raise ConfigError("--consumer bus-eos is kafka-python only (the bus's transactional "
+                              f"mode), got --client {self.client}")
+        if not isinstance(self.allow_unacked, bool):
+            raise ConfigError("ChaosConfig.allow_unacked must be True or False")
 
 
 @dataclass
@@ -80,73 +128,64 @@ class ChaosResult:
     run_dir: Path
     config: dict[str, Any]
     seed: int
+    #: distinct seqs on the main topic as the publisher wrote them (read back)
     produced: int = 0
+    #: events whose publish call returned
+    acknowledged: int = 0
+    #: events the publisher gave up on (never acknowledged)
+    unacknowledged: int = 0
     processed: int = 0
     lost: int = 0
+    #: extra deliveries per input record (processed count beyond the input records of the
+    #: seq), plus dead letters written again in at-least-once modes
     duplicated: int = 0
+    #: events processed more than once (any count)
+    duplicated_events: int = 0
+    #: deliveries beyond the first of every processed seq (written twice included)
     redeliveries: int = 0
+    #: seqs the publisher wrote more than once on the main topic
     written_twice: int = 0
+    #: dead letters of the same source record beyond the first (at-least-once modes add
+    #: them to ``duplicated``)
+    dead_letters_again: int = 0
+    duplicate_bound: int = 0
+    duplicate_bound_reason: str = ""
     processed_unacknowledged: int = 0
+    #: poison seqs found among the processed (never allowed)
+    poison_processed: int = 0
+    failed_deliveries: int = 0
+    rejected_deliveries: int = 0
+    handler_calls_ok: int = 0
+    dead_lettered: int = 0
+    dead_letters_expected: int = 0
+    #: problems with the dead-letter topic that fail the run (wrong seqs, wrong provenance,
+    #: duplicates in the transactional mode)
+    dead_letter_problems: list[str] = field(default_factory=list)
+    committed_at_end: bool | None = None
+    committed_detail: list[str] = field(default_factory=list)
     publish_failures: int = 0
     publisher_rebuilds: int = 0
     publish_failure_log: list[str] = field(default_factory=list)
-    unacknowledged: int = 0
     lost_sample: list[int] = field(default_factory=list)
+    retry_strategy: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     actions: list[dict[str, Any]] = field(default_factory=list)
     #: every worker process: name, pid, exit status, events it handled
     workers: list[dict[str, Any]] = field(default_factory=list)
     drained: bool = False
     interrupted: bool = False
+    #: why the run fails (empty: it passes); filled by the accounting
+    failures: list[str] = field(default_factory=list)
+    accounted: bool = False
 
     @property
     def exit_code(self) -> int:
         if self.interrupted:
             return 130
-        return 1 if self.lost else 0
+        return 1 if (self.failures or not self.accounted) else 0
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["run_dir"] = str(self.run_dir)
         data["exit_code"] = self.exit_code
         return data
-
-
-
-def account(result: ChaosResult, acked: set[int], counts: Counter[int],
-             copies: Counter[int], total: int) -> None:
-    processed = acked & counts.keys()
-    lost = sorted(acked - counts.keys())
-    result.produced = len(acked)
-    result.processed = len(processed)
-    result.lost = len(lost)
-    result.lost_sample = lost[:20]
-    result.duplicated = sum(1 for s in processed if counts[s] > 1)
-    result.redeliveries = sum(counts[s] - 1 for s in processed)
-    result.written_twice = sum(1 for n in copies.values() if n > 1)
-    result.processed_unacknowledged = len(counts.keys() - acked)
-    result.unacknowledged = total - len(acked)
-
-
-def report(result: ChaosResult, config: ChaosConfig, say: Callable[[str], None]) -> None:
-    kills = sum(1 for a in result.actions if a["action"] == "kill")
-    restarts = sum(1 for a in result.actions if a["action"] == "broker_restart")
-    bound = (kills + restarts) * config.workers * POLL_BATCH
-    say(f"produced: {result.produced}")
-    say(f"processed: {result.processed}")
-    say(f"lost: {result.lost}" + (f" (first: {result.lost_sample})" if result.lost else ""))
-    say(f"duplicated: {result.duplicated} (extra deliveries {result.redeliveries}; written twice "
-        f"by the publisher {result.written_twice}; in-flight bound (kills + restarts) x workers "
-        f"x {POLL_BATCH} = {bound})")
-    if result.publish_failures:
-        say(f"publish: {result.publish_failures} failed publish calls, {result.publisher_rebuilds} "
-            "new publish clients (the failures are in chaos.json: publish_failure_log)")
-    if result.unacknowledged or result.processed_unacknowledged:
-        say(f"unacknowledged: {result.unacknowledged} never acknowledged, "
-            f"{result.processed_unacknowledged} of them processed anyway")
-    t = result.timings
-    parts = [f"{name} {t[key]:.1f} s" for name, key in
-             (("broker start", "broker_start_s"), ("workers joined", "workers_joined_s"),
-              ("publish", "publish_s"), ("drain", "drain_s"), ("stop", "stop_workers_s"),
-              ("total", "total_s")) if key in t]
-    say(f"timings: {', '.join(parts)}; done: kills {kills}, broker restarts {restarts}")

@@ -1,8 +1,10 @@
 """One chaos consumer process: consume the chaos topic, write down every event it handled.
 
     python -m offsetlab.lab.chaos_worker --bootstrap-servers HOST:PORT --topic-prefix P \\
-        --group G --out FILE [--mode bus|raw] [--client kafka-python|confluent-kafka] \\
-        [--session-timeout-ms 6000] [--name NAME]
+        --group G --out FILE [--mode bus|bus-eos|raw|unsafe] \\
+        [--client kafka-python|confluent-kafka] [--session-timeout-ms 6000] [--name NAME] \\
+        [--slot K --seed S --events N --poison P --fail-rate F \\
+         --retry in-place|main-topic|retry-topic --sink file|topic --transactional-id ID]
 
 ``offsetlab chaos`` (:mod:`offsetlab.lab.chaos`) starts several of these and SIGKILLs them
 at random moments. What makes the accounting honest is *when* a worker writes: the handler
@@ -17,8 +19,20 @@ commit (the duplicates the run reports).
 
 Modes:
 
-- ``bus`` (default): :class:`offsetlab.bus.KafkaBus` ``subscribe(ChaosEvent, handler)`` on the
-  client ``--client`` names (kafka-python or confluent-kafka).
+- ``bus`` (default): :class:`offsetlab.bus.KafkaBus` ``subscribe(ChaosEvent, handler,
+  retry=...)`` on the client ``--client`` names (kafka-python or confluent-kafka). The
+  handler rejects the run's poison events (:func:`~offsetlab.lab.chaos_choice.poison_seqs`:
+  the dead-letter topic at once), raises a retriable
+  :class:`~offsetlab.lab.chaos_choice.ChaosFailure` on the deliveries its slot's
+  :class:`~offsetlab.lab.chaos_choice.FailureDice` pick (``--fail-rate``), and records the
+  rest: in its ``.seq`` file, or (``--sink topic``) by publishing
+  :class:`~offsetlab.lab.chaos_events.ChaosProcessed` through its bus. Failed and rejected
+  deliveries go to the ``.fail`` and ``.rej`` files (:func:`worker_files`), never ``.seq``.
+- ``bus-eos``: the same on the bus's transactional mode: ``KafkaBusConfig(transactional_id=
+  --transactional-id)`` (the orchestrator gives each worker *slot* a fixed id, so a
+  replacement's ``init_transactions`` fences the transaction its killed predecessor left
+  open); retry copies, dead letters, the handler's published events and the consumed
+  offsets of a poll batch commit in one transaction.
 - ``raw``: a plain kafka-python poll loop that handles the whole batch, then commits it
   synchronously (the baseline the bus is compared with).
 - ``unsafe``: the raw loop with the commit *before* the batch is handled (at-most-once). It
@@ -46,41 +60,29 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import IO, Any, ClassVar
+from pathlib import Path
+from typing import IO, Any
 
-from offsetlab.bus.events import Event, EventRegistry
+from offsetlab.bus.events import Event
 from offsetlab.bus.transports import CLIENTS
 
-__all__ = ["ChaosEvent", "chaos_registry", "EventLog", "main", "MODES", "CONSUMER_MODES", "ORPHANED",
-           "watch_parent"]
+from .chaos_choice import RETRY_NAMES, ChaosFailure, FailureDice, poison_seqs, retry_strategy
+from .chaos_events import ChaosEvent, ChaosProcessed, chaos_registry
+
+__all__ = ["ChaosEvent", "chaos_registry", "EventLog", "main", "MODES", "BUS_MODES",
+           "CONSUMER_MODES", "SINKS", "ORPHANED", "watch_parent", "worker_files"]
 
 log = logging.getLogger("offsetlab.chaos_worker")
 
 MODES = ("bus", "raw")
-#: consumer modes: the two above, and ``unsafe`` (a deliberately broken consumer, see below)
-CONSUMER_MODES = (*MODES, "unsafe")
+#: the consumer modes that run the bus (retries, dead letters, ``--sink topic``)
+BUS_MODES = ("bus", "bus-eos")
+#: consumer modes: the bus ones, ``raw``, and ``unsafe`` (a deliberately broken consumer)
+CONSUMER_MODES = (*BUS_MODES, "raw", "unsafe")
+#: where a handler records what it processed: its ``.seq`` file or the output topic
+SINKS = ("file", "topic")
 #: exit status when the orchestrator went away (stdin EOF or a new parent)
 ORPHANED = 3
-
-
-@dataclass(frozen=True, kw_only=True)
-class ChaosEvent(Event):
-    """The event a chaos run publishes: ``seq`` numbers the run's events 0..N-1.
-
-    Keyed by ``seq``, so the events spread over every partition of the topic."""
-
-    topic: ClassVar[str] = "chaos.events"
-    seq: int
-
-    @property
-    def key(self) -> str:
-        return str(self.seq)
-
-
-def chaos_registry(topic_prefix: str) -> EventRegistry:
-    """The registry a run's publisher and workers share (``topic_prefix`` names the run)."""
-    return EventRegistry([ChaosEvent], topic_prefix=topic_prefix)
 
 
 class EventLog:
@@ -215,11 +217,28 @@ def _commit(consumer: Any) -> bool:
     return True
 
 
+def worker_files(out: str | Path) -> dict[str, Path]:
+    """A worker's files beside its ``--out`` (``worker-1.seq``): ``seq`` processed (file
+    sink), ``done`` handler calls that published their output event (topic sink; the
+    output may still be aborted), ``fail`` deliveries that raised the seeded retriable
+    error, ``rej`` poison deliveries rejected. One seq per line, flushed per line."""
+    base = Path(out)
+    return {kind: base.with_suffix(f".{kind}") for kind in ("seq", "done", "fail", "rej")}
+
+
 def consume_bus(args: argparse.Namespace, events: EventLog, stop: threading.Event) -> None:
-    """The bus: ``KafkaBus.subscribe(ChaosEvent, handler)``; the handler records the event."""
+    """The bus: ``KafkaBus.subscribe(ChaosEvent, handler, retry=...)``. The handler rejects a
+    poison event (dead-letter topic at once), raises :class:`ChaosFailure` when the slot's
+    dice say so (a retry), else works and records the event: its ``.seq`` file
+    (``--sink file``) or ``bus.publish(ChaosProcessed(seq))`` (``--sink topic``; in the
+    ``bus-eos`` mode inside the batch's transaction)."""
     from offsetlab.bus import KafkaBus, KafkaBusConfig
+    from offsetlab.bus.outcomes import Reject
 
     registry = chaos_registry(args.topic_prefix)
+    extra: dict[str, Any] = {}
+    if args.mode == "bus-eos":  # every subscription of this bus is transactional
+        extra["transactional_id"] = args.transactional_id
     config = KafkaBusConfig(
         bootstrap_servers=args.bootstrap_servers,
         client=args.client,
@@ -227,15 +246,42 @@ def consume_bus(args: argparse.Namespace, events: EventLog, stop: threading.Even
             "session_timeout_ms": args.session_timeout_ms,
             "heartbeat_interval_ms": max(100, args.session_timeout_ms // 6),
         },
+        name=args.name,
+        **extra,
     )
+    poison = poison_seqs(args.seed, args.events, args.poison)
+    dice = FailureDice(args.seed, args.slot, args.fail_rate)
+    files = worker_files(args.out)
+    failed, rejected = EventLog(str(files["fail"])), EventLog(str(files["rej"]))
+    done = EventLog(str(files["done"])) if args.sink == "topic" else None
+    strategy = retry_strategy(args.retry, args.fail_rate, args.events)
+    _say(f"retry {strategy!r}; poison {len(poison)}; fail rate {args.fail_rate}; slot {args.slot}"
+         + (f"; transactional id {args.transactional_id}" if extra else ""))
     bus = KafkaBus(registry, config)
     try:
-        def handler(event: Event) -> None:
+        def handler(event: Event) -> Reject | None:
             assert isinstance(event, ChaosEvent)
+            seq = event.seq
+            if seq in poison:
+                rejected.record(seq)
+                return Reject(reason=f"poison event {seq}")
+            if dice.fails():
+                failed.record(seq)
+                raise ChaosFailure(f"seeded failure of seq {seq} (slot {args.slot})")
             _work(args.handle_ms)
-            events.record(event.seq)
+            if done is None:
+                events.record(seq)
+                return None
+            try:
+                bus.publish(ChaosProcessed(seq=seq))
+            except Exception:  # a retry like any other failure; counted as failed
+                failed.record(seq)
+                raise
+            done.record(seq)
+            return None
 
-        sub = bus.subscribe(ChaosEvent, handler, group=args.group, name=args.name)
+        sub = bus.subscribe(ChaosEvent, handler, group=args.group, name=args.name,
+                            retry=strategy)
         sub.run(timeout=120)
         _say("joined")
         while not stop.wait(0.2):
@@ -243,6 +289,9 @@ def consume_bus(args: argparse.Namespace, events: EventLog, stop: threading.Even
         sub.stop(timeout=30)
     finally:
         bus.close()
+        for log_ in (failed, rejected, done):
+            if log_ is not None:
+                log_.close()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -261,6 +310,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hold-first-batch", action="store_true",
                    help="unsafe mode: hold the first committed batch until 'release' on stdin")
     p.add_argument("--name", default=f"chaos-worker-{os.getpid()}")
+    p.add_argument("--slot", type=int, default=0,
+                   help="the worker's slot (a replacement takes its victim's): seeds its dice")
+    p.add_argument("--seed", type=int, default=0, help="the run's seed")
+    p.add_argument("--events", type=int, default=0, help="the run's event count (poison choice)")
+    p.add_argument("--poison", type=int, default=0, help="poison events among them")
+    p.add_argument("--fail-rate", type=float, default=0.0,
+                   help="fraction of deliveries that raise a retriable error")
+    p.add_argument("--retry", choices=RETRY_NAMES, default="main-topic")
+    p.add_argument("--sink", choices=SINKS, default="file")
+    p.add_argument("--transactional-id", default=None, help="mode bus-eos: the slot's id")
     return p
 
 
@@ -276,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     events = EventLog(args.out)
     _say(f"started pid={os.getpid()} mode={args.mode} client={args.client} group={args.group}")
     try:
-        if args.mode == "bus":
+        if args.mode in BUS_MODES:
             consume_bus(args, events, stop)
         else:
             consume_raw(args, events, stop, released)

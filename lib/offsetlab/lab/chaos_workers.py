@@ -19,7 +19,7 @@ from pathlib import Path
 
 from offsetlab.bus.deadline import Deadline
 
-from .chaos_worker import HOLDING, RELEASE
+from .chaos_worker import HOLDING, RELEASE, worker_files
 
 __all__ = ["Worker", "WorkerPool", "ProcessedTally", "lines_in", "tail"]
 
@@ -33,7 +33,13 @@ class Worker:
     out: Path
     log: Path
     started: float
+    #: the worker's slot: a replacement takes its victim's (its dice, its transactional id)
+    slot: int = 0
     ended: float | None = None
+
+    def file(self, kind: str) -> Path:
+        """Its ``seq``, ``done``, ``fail`` or ``rej`` file (:func:`worker_files`)."""
+        return worker_files(self.out)[kind]
 
 
 class WorkerPool:
@@ -42,32 +48,43 @@ class WorkerPool:
 
     def __init__(self, *, folder: Path, bootstrap_servers: str, topic_prefix: str, group: str,
                  mode: str, session_timeout_ms: int, handle_ms: float,
-                 client: str = "kafka-python") -> None:
+                 client: str = "kafka-python", extra_args: Sequence[str] = (),
+                 transactional_prefix: str | None = None) -> None:
+        """``extra_args``: more worker options (seed, fail rate, poison, retry, sink);
+        ``transactional_prefix`` (mode bus-eos): slot ``k``'s transactional id is
+        ``f"{transactional_prefix}-slot-{k}"``."""
         self.folder = folder
+        self._transactional_prefix = transactional_prefix
         self._argv = [sys.executable, "-m", "offsetlab.lab.chaos_worker",
                       "--bootstrap-servers", bootstrap_servers, "--topic-prefix", topic_prefix,
                       "--group", group, "--mode", mode, "--client", client,
                       "--session-timeout-ms", str(session_timeout_ms),
-                      "--handle-ms", str(handle_ms)]
+                      "--handle-ms", str(handle_ms), *extra_args]
         self.workers: list[Worker] = []
         self._lock = threading.Lock()
         lib = str(Path(__file__).resolve().parents[2])
         self._env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             p for p in (lib, os.environ.get("PYTHONPATH", "")) if p))
 
-    def spawn(self, *, hold: bool = False) -> Worker:
-        """Start one worker; ``hold`` (unsafe mode): it holds its first committed batch
-        unhandled until :meth:`release` (see ``chaos_worker``)."""
+    def spawn(self, *, hold: bool = False, slot: int | None = None) -> Worker:
+        """Start one worker in ``slot`` (default: a new slot); ``hold`` (unsafe mode): it
+        holds its first committed batch unhandled until :meth:`release` (see
+        ``chaos_worker``)."""
         with self._lock:
             name = f"worker-{len(self.workers) + 1}"
+            if slot is None:
+                slot = len({w.slot for w in self.workers})
             out, log_path = self.folder / f"{name}.seq", self.folder / f"{name}.log"
             extra = ["--hold-first-batch"] if hold else []
+            extra += ["--slot", str(slot)]
+            if self._transactional_prefix is not None:
+                extra += ["--transactional-id", f"{self._transactional_prefix}-slot-{slot}"]
             with open(log_path, "ab") as log_file:
                 proc = subprocess.Popen(
                     [*self._argv, "--out", str(out), "--name", f"chaos-{name}", *extra],
                     stdin=subprocess.PIPE, stdout=log_file, stderr=subprocess.STDOUT,
                     env=self._env)
-            worker = Worker(name, proc, out, log_path, time.monotonic())
+            worker = Worker(name, proc, out, log_path, time.monotonic(), slot=slot)
             self.workers.append(worker)
             return worker
 
