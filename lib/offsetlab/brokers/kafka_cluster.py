@@ -37,6 +37,8 @@ metadata lists all N brokers.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import socket
 import tempfile
 import threading
@@ -83,6 +85,8 @@ class KafkaNode:
         self.log_path = workdir / "broker.log"
         self.properties = workdir / "server.properties"
         self.proc: GuardedProcess | None = None
+        #: SIGSTOPped by :meth:`KafkaCluster.pause_node` and not yet resumed
+        self.paused = False
 
     @property
     def running(self) -> bool:
@@ -253,6 +257,8 @@ class KafkaCluster:
     def stop_node(self, node_id: int) -> None:
         """Stop a node gracefully (SIGTERM: controlled shutdown; SIGKILL after the guard's grace)."""
         n = self.node(node_id)
+        if n.paused:
+            self.resume_node(node_id)
         if n.proc is not None:
             n.proc.stop()
             n.proc = None
@@ -265,7 +271,42 @@ class KafkaCluster:
         if n.proc is not None:
             n.proc.kill()
             n.proc = None
+        n.paused = False
         return pid
+
+    def pause_node(self, node_id: int) -> int:
+        """Freeze the node's JVM (SIGSTOP): it keeps its sockets (the kernel still accepts
+        connections and buffers what peers send it) but answers nothing, fetches nothing and
+        heartbeats to no one until :meth:`resume_node`. A node is also a controller voter: two
+        of three frozen leave the quorum without a majority while they are. Returns the pid."""
+        n = self.node(node_id)
+        pid = n.pid
+        if pid is None:
+            raise RuntimeError(f"node {node_id} is not running")
+        os.kill(pid, signal.SIGSTOP)
+        n.paused = True
+        return pid
+
+    def resume_node(self, node_id: int) -> int | None:
+        """SIGCONT a node :meth:`pause_node` froze; returns its pid (None: no longer runs)."""
+        n = self.node(node_id)
+        pid = n.pid
+        if pid is not None:
+            os.kill(pid, signal.SIGCONT)
+        n.paused = False
+        return pid
+
+    def paused_nodes(self) -> list[int]:
+        return [n.node_id for n in self.nodes if n.paused and n.running]
+
+    def _resume_all(self) -> None:
+        """Before a stop: a frozen JVM would hold SIGTERM pending until the guard's grace ran out."""
+        for n in self.nodes:
+            if n.paused:
+                try:
+                    self.resume_node(n.node_id)
+                except ProcessLookupError:
+                    n.paused = False
 
     def node_running(self, node_id: int) -> bool:
         return self.node(node_id).running
@@ -281,7 +322,8 @@ class KafkaCluster:
 
     def stop(self) -> None:
         """Stop every node, all at once (one at a time, the last ones would wait for a
-        quorum that has gone)."""
+        quorum that has gone); frozen nodes are resumed first."""
+        self._resume_all()
         procs = [n.proc for n in self.nodes if n.proc is not None]
         for p in procs:
             p.terminate()
@@ -401,6 +443,12 @@ class ClusterHandle(BrokerHandle):
 
     def node_running(self, node_id: int) -> bool:
         return self.cluster.node_running(node_id)
+
+    def pause_node(self, node_id: int) -> int:
+        return self.cluster.pause_node(node_id)
+
+    def resume_node(self, node_id: int) -> int | None:
+        return self.cluster.resume_node(node_id)
 
     def pids(self) -> dict[int, int]:
         return self.cluster.pids()

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from offsetlab.lab.experiments import e07_answer, e08_answer, e09_answer
+from offsetlab.lab.experiments import e07_answer, e08_answer, e09_answer, e10_answer
 
 __all__ = ["QUESTIONS", "Answer", "Question", "answer_for", "experiment_label", "jsonable",
            "question_for"]
@@ -398,6 +398,9 @@ QUESTIONS: dict[str, Question] = {q.stem: q for q in (
              e08_answer.RESTS_ON, e08_answer.answer),
     Question("09_client_conformance", "Do KafkaJS, confluent-kafka and kafka-python behave the "
              "same in a consumer group?", e09_answer.RESTS_ON, e09_answer.answer),
+    Question("10_cluster_failover", "When a partition's leader dies, what do acks=all and acks=1 "
+             "producers and a consumer group with a retry in flight see?", e10_answer.RESTS_ON,
+             e10_answer.answer),
 )}
 
 
