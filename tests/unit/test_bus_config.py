@@ -64,6 +64,14 @@ BAD: dict[str, tuple[dict[str, Any], str]] = {
     "client-none": ({"client": None}, r"KafkaBusConfig\.client=None"),
     "factory-not-callable": ({"consumer_factory": "KafkaConsumer"},
                              r"KafkaBusConfig\.consumer_factory must be callable"),
+    "txn-empty": ({"transactional_id": ""}, r"KafkaBusConfig\.transactional_id must be"),
+    "txn-not-str": ({"transactional_id": 3}, r"KafkaBusConfig\.transactional_id must be"),
+    "txn-confluent": ({"transactional_id": "w1", "client": "confluent-kafka"},
+                      r"KafkaBusConfig\.transactional_id: the transactional mode runs on "
+                      r"kafka-python only"),
+    "txn-uncommitted": ({"transactional_id": "w1",
+                         "consumer_settings": {"isolation_level": "read_uncommitted"}},
+                        r"consumer_settings\['isolation_level'\] must be 'read_committed'"),
 }
 for _key in ("publish_timeout_s", "reproduce_timeout_s", "join_timeout_s", "admin_timeout_s"):
     for _label, _value in (("zero", 0), ("negative", -1.0), ("nan", math.nan), ("inf", math.inf),
@@ -78,6 +86,7 @@ VALIDATED_KEYS = {
     "publish_timeout_s", "reproduce_timeout_s", "consumer_settings", "poll_timeout_ms",
     "crash_policy", "join_timeout_s", "create_topics", "default_partitions", "admin_timeout_s",
     "include_stacktrace", "keep_activity", "name", "client", "consumer_factory",
+    "transactional_id",
 }
 
 

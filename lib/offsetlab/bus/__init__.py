@@ -49,9 +49,21 @@ from .errors import (
     RunnerError,
     RunnerStateError,
     StopTimeout,
+    TransactionAborted,
+    TransactionError,
+    TransactionFenced,
     UnknownEventType,
 )
 from .events import Event, EventRegistry
+from .idempotent import (
+    Idempotent,
+    IdempotentHandler,
+    InMemoryProcessedStore,
+    ProcessedStore,
+    SqliteProcessedStore,
+    idempotent,
+    idempotent_in_transaction,
+)
 from .interface import (
     Activity,
     ActivityKind,
@@ -106,6 +118,10 @@ __all__ = [
     "BusError", "ConfigError", "RunnerError", "JoinFailed", "JoinTimeout", "RunnerStateError",
     "StopTimeout", "EnvelopeError", "MalformedEnvelope", "UnknownEventType", "MalformedHeaders",
     "PublishError", "AggregatePublishError", "BusStateError", "DependencyUnavailable",
+    "TransactionError", "TransactionAborted", "TransactionFenced",
+    # idempotent handlers (effects outside Kafka)
+    "idempotent", "idempotent_in_transaction", "Idempotent", "IdempotentHandler",
+    "ProcessedStore", "InMemoryProcessedStore", "SqliteProcessedStore",
 ]
 
 

@@ -103,8 +103,15 @@ class BatchContext:
         return self._runner.assignment()
 
     def commit_now(self) -> dict[TopicPartition, int]:
-        """Commit settled records of this batch now; returns what was committed."""
-        return self._runner._commit(self.commit_positions())
+        """Commit settled records of this batch now; returns what was committed.
+
+        Transactional mode: commits the batch's transaction so far and begins the next."""
+        runner = self._runner
+        if runner._txn is None:
+            return runner._commit(self.commit_positions())
+        committed = runner._commit_transaction(self.commit_positions(), self)
+        runner._txn.begin()
+        return committed
 
     # -- used by the runner at batch end ------------------------------------------------------
     def commit_positions(self) -> dict[TopicPartition, int]:
@@ -120,6 +127,11 @@ class BatchContext:
             if last is not None:
                 positions[tp] = last + 1
         return positions
+
+    def first_offsets(self) -> dict[TopicPartition, int]:
+        """Per partition of the batch, its first offset (where a redelivery of the whole
+        batch starts: an aborted transaction)."""
+        return {tp: offsets[0] for tp, offsets in self._offsets.items() if offsets}
 
     def first_unsettled(self) -> dict[TopicPartition, int]:
         """Per partition with a gap, the offset delivery must restart from."""

@@ -38,6 +38,7 @@ from typing import Any, Protocol
 from offsetlab.bus.breaker import BreakerState
 from offsetlab.bus.errors import EnvelopeError, PublishError
 from offsetlab.bus.events import Event, EventRegistry
+from offsetlab.bus.handler_publishes import HandlerPublishes
 from offsetlab.bus.headers import SourceRecord, delivery_of, failure_headers
 from offsetlab.bus.interface import (
     Activity,
@@ -50,7 +51,7 @@ from offsetlab.bus.interface import (
     process_record,
 )
 from offsetlab.bus.outcomes import OK
-from offsetlab.bus.ports import CopyHandle, Headers
+from offsetlab.bus.ports import CopyHandle, Headers, TransactionClient
 from offsetlab.bus.retry import Action, Decision
 from offsetlab.bus.types import TopicPartition, tp_of
 
@@ -125,6 +126,10 @@ class SubscriptionContext:
     now: Callable[[], float] = time.time
     include_stacktrace: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    #: transactional mode: the buffer of what handlers publish, and the transaction the
+    #: settled records' publishes are written into (``copies`` is then that transaction)
+    publishes: HandlerPublishes | None = None
+    transaction: TransactionClient | None = None
 
 
 class MemberPort(Protocol):
@@ -172,7 +177,28 @@ class SubscriptionCore:
         Returns how many records were acted on (all but those left waiting or held).
         Records of a partition the batch sought, paused or held are left alone: the
         consumer delivers them again.
+
+        Transactional mode: what a handler publishes is written into the batch's
+        transaction when its record settles, and dropped otherwise
+        (:mod:`offsetlab.bus.handler_publishes`).
         """
+        publishes = self.context.publishes
+        if publishes is None:
+            return self._handle(records, port, None)
+        publishes.open()
+        try:
+            return self._handle(records, port, publishes)
+        finally:
+            publishes.close()
+
+    def _write_published(self, publishes: HandlerPublishes) -> None:
+        txn = self.context.transaction
+        assert txn is not None
+        for topic, value, key, headers in publishes.take():
+            txn.send(topic, value, key, headers)  # a failed write aborts the transaction
+
+    def _handle(self, records: Sequence[Any], port: MemberPort,
+                publishes: HandlerPublishes | None) -> int:
         spec, ctx = self.spec, self.context
         registry, group, report, now = ctx.registry, spec.group, ctx.report, ctx.now
         listening = ctx.listening()
@@ -194,6 +220,8 @@ class SubscriptionCore:
                 continue
             if stopping():
                 break
+            if publishes is not None:
+                publishes.take()  # a previous record's publishes that did not settle: dropped
             in_place = in_place_all.get(key) if in_place_all else None  # type: ignore[call-overload]
             delivery = delivery_of(record.headers, group, record.topic) if fast else None
             if (delivery is not None and in_place is None and delivery.for_group
@@ -215,6 +243,8 @@ class SubscriptionCore:
                     else:
                         if returned is None or returned is OK:
                             acted += 1
+                            if publishes is not None:
+                                self._write_published(publishes)
                             settle(record)
                             continue
                         verdict = outcome_verdict(spec, event, delivery.attempt,
@@ -240,6 +270,8 @@ class SubscriptionCore:
                 if action is Action.SETTLE:
                     if in_place is not None:
                         del in_place_all[tp_of(record)]
+                    if publishes is not None:
+                        self._write_published(publishes)
                     settle(record)
                     if listening:
                         report(ActivityKind.SETTLED, spec=spec, record=record,

@@ -19,6 +19,11 @@
     │   │                            event stays on its aggregate)
     │   └── AggregatePublishError    publish_for_aggregate stopped at an event the broker
     │                                did not acknowledge (it and the rest stay pending)
+    ├── TransactionError             transactional mode (``KafkaBusConfig.transactional_id``)
+    │   ├── TransactionAborted       a batch's transaction was aborted: what it wrote is
+    │   │                            discarded, its records are delivered again
+    │   └── TransactionFenced        a newer producer with the same transactional id took
+    │                                over (this member is a zombie): never restarted
     ├── BusStateError                a call the bus's or subscription's state does not
     │                                allow (publish after close, subscribe after close)
     └── DependencyUnavailable        a dependency's circuit breaker is open (fail fast)
@@ -42,6 +47,9 @@ __all__ = [
     "MalformedHeaders",
     "PublishError",
     "AggregatePublishError",
+    "TransactionError",
+    "TransactionAborted",
+    "TransactionFenced",
     "BusStateError",
     "DependencyUnavailable",
 ]
@@ -107,6 +115,24 @@ class AggregatePublishError(PublishError):
         super().__init__(message)
         self.published = published
         self.unpublished = unpublished
+
+
+class TransactionError(BusError):
+    """Transactional mode: a transaction could not be begun, committed or aborted."""
+
+
+class TransactionAborted(TransactionError):
+    """A batch's transaction was aborted (a write or the commit failed, or timed out): its
+    retry copies, dead letters, handler publishes and offsets are discarded together, and
+    its records are delivered again."""
+
+
+class TransactionFenced(TransactionError):
+    """Another producer with the same transactional id fenced this one (a replacement of
+    this worker started): this member must stop, not restart (a restart would fence the
+    replacement back). ``restartable`` is False; the runner never restarts after it."""
+
+    restartable = False
 
 
 class BusStateError(BusError):

@@ -38,6 +38,7 @@ from typing import Any
 from offsetlab.bus.core import SubscriptionContext, make_activity
 from offsetlab.bus.errors import BusStateError, ConfigError
 from offsetlab.bus.events import Event, EventRegistry
+from offsetlab.bus.handler_publishes import HandlerPublishes
 from offsetlab.bus.interface import (
     Activity,
     ActivityKind,
@@ -79,6 +80,9 @@ class KafkaBus(EventBus):
         self._lock = threading.RLock()
         self._serial = itertools.count(1)
         self._closed = False
+        #: transactional mode: what handlers publish on runner threads (see handler_publishes)
+        self._handler_publishes = (HandlerPublishes() if config.transactional_id is not None
+                                   else None)
 
     def __repr__(self) -> str:
         return f"KafkaBus({self.config.bootstrap_servers!r}, name={self.name!r})"
@@ -89,6 +93,11 @@ class KafkaBus(EventBus):
         """Publish one event; return once the broker acknowledged it, else ``PublishError``."""
         self._check_open("publish")
         topic, value, key, headers = self.registry.encode_record(event)
+        if self._handler_publishes is not None:
+            buffer = self._handler_publishes.buffer()
+            if buffer is not None:  # inside a transactional handler: written if it settles
+                buffer.append((topic, value, key, headers))
+                return Receipt(topic, -1, -1)
         try:
             receipt = self._producers.publish(topic, value, key, headers)
         except Exception as exc:
@@ -119,6 +128,11 @@ class KafkaBus(EventBus):
         registry = self.registry
         registry.check_encodable(set(map(type, events)))
         records = [registry.encode_record(e) for e in events]
+        if self._handler_publishes is not None:
+            buffer = self._handler_publishes.buffer()
+            if buffer is not None:  # inside a transactional handler: written if it settles
+                buffer.extend(records)
+                return [Receipt(topic, -1, -1) for topic, *_ in records]
         receipts = self._producers.publish_many(records)
         if not self.listening:
             return receipts
@@ -151,9 +165,21 @@ class KafkaBus(EventBus):
         serial = next(self._serial)
         runner_config = self.config.runner_config(
             group=spec.group, topics=spec.topics, name=f"{self.name}-{spec.group}-{serial}")
+        transaction = None
+        if self.config.transactional_id is not None:
+            with self._lock:
+                if any(s.spec.group == spec.group and s.state is not SubscriptionState.STOPPED
+                       for s in self._subscriptions):
+                    raise ConfigError(
+                        f"subscribe(group={spec.group!r}): a transactional bus has one "
+                        f"subscription per group (its transactional id is "
+                        f"'{self.config.transactional_id}.{spec.group}'); stop the other first")
+            transaction = self.config.transactional_producer(spec.group)
         context = SubscriptionContext(
             registry=self.registry, report=self._report, listening=lambda: self.listening,
-            copies=self._producers, include_stacktrace=self.config.include_stacktrace)
+            copies=transaction if transaction is not None else self._producers,
+            include_stacktrace=self.config.include_stacktrace,
+            publishes=self._handler_publishes, transaction=transaction)
         sub = KafkaSubscription(spec, runner_config, context=context,
                                 ensure_topics=self._ensure_topics,
                                 join_timeout_s=self.config.join_timeout_s,

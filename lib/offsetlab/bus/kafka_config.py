@@ -15,7 +15,7 @@ from typing import Any
 from offsetlab.bus import transports
 from offsetlab.bus.config import CrashPolicy, RunnerConfig, checked_bootstrap_servers
 from offsetlab.bus.errors import ConfigError
-from offsetlab.bus.ports import AdminClient, ProducerClient, Transport
+from offsetlab.bus.ports import AdminClient, ProducerClient, TransactionClient, Transport
 from offsetlab.bus.transports import check_client
 
 __all__ = ["KafkaBusConfig", "DEFAULT_CONSUMER_SETTINGS"]
@@ -73,6 +73,14 @@ class KafkaBusConfig:
     - ``include_stacktrace``: add ``kafka_dlt-exception-stacktrace`` to copies.
     - ``keep_activity``: keep every :class:`Activity` in ``bus.activity`` (tests, notebooks).
     - ``name``: prefix of client ids and runner names.
+    - ``transactional_id``: the transactional mode (exactly-once for effects inside Kafka;
+      kafka-python only). Each subscription gets a transactional producer with the id
+      ``f"{transactional_id}.{group}"`` (one subscription per group on such a bus); every
+      poll batch is one transaction holding its retry copies, dead letters, the events its
+      handler published (:mod:`offsetlab.bus.handler_publishes`) and its consumed offsets;
+      consumers read ``read_committed``. Give each worker *slot* a fixed id: a worker that
+      replaces a dead one under the same id fences it and aborts its open transaction at
+      once (:mod:`offsetlab.bus.transports.kafka_python.transactions`). ``None``: at-least-once.
     """
 
     bootstrap_servers: str | tuple[str, ...]
@@ -93,6 +101,7 @@ class KafkaBusConfig:
     include_stacktrace: bool = False
     keep_activity: bool = False
     name: str = "offsetlab-bus"
+    transactional_id: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bootstrap_servers",
@@ -120,6 +129,16 @@ class KafkaBusConfig:
                               "must be an int >= 1")
         if not isinstance(self.name, str) or not self.name:
             raise ConfigError("KafkaBusConfig.name must be a non-empty string")
+        if self.transactional_id is not None:
+            if not isinstance(self.transactional_id, str) or not self.transactional_id:
+                raise ConfigError("KafkaBusConfig.transactional_id must be a non-empty string "
+                                  f"or None, got {self.transactional_id!r}")
+            if self.client != "kafka-python":
+                raise ConfigError("KafkaBusConfig.transactional_id: the transactional mode runs "
+                                  f"on kafka-python only for now (client={self.client!r})")
+            if self.consumer_settings.get("isolation_level", "read_committed") != "read_committed":
+                raise ConfigError("KafkaBusConfig.consumer_settings['isolation_level'] must be "
+                                  "'read_committed' (or absent) with a transactional_id")
         # Producer and runner settings fail here, not later on a thread.
         self._producers()
         self.runner_config(group="check", topics=("check",), name="check")
@@ -141,6 +160,8 @@ class KafkaBusConfig:
         settings: dict[str, Any] = dict(DEFAULT_CONSUMER_SETTINGS)
         settings.update(self.transport().consumer_keys(self.client_settings))
         settings.update(self.consumer_settings)
+        if self.transactional_id is not None:
+            settings["isolation_level"] = "read_committed"
         return settings
 
     def runner_config(self, *, group: str, topics: tuple[str, ...], name: str) -> RunnerConfig:
@@ -153,6 +174,17 @@ class KafkaBusConfig:
         except ConfigError as exc:
             raise ConfigError(f"KafkaBusConfig (consumer_settings / poll_timeout_ms / "
                               f"crash_policy): {exc}") from exc
+
+    def transactional_producer(self, group: str) -> TransactionClient:
+        """The transactional producer of the subscription of ``group`` (transactional mode):
+        the reproduce producer's settings and timeout, id ``<transactional_id>.<group>``."""
+        if self.transactional_id is None:
+            raise ConfigError("KafkaBusConfig.transactional_id is not set")
+        txn_id = f"{self.transactional_id}.{group}"
+        return self.transport().transactional(
+            bootstrap_servers=self.bootstrap_servers, transactional_id=txn_id,
+            client_id=f"{self.name}-txn-{group}", client_settings=self.client_settings,
+            settings=self.reproduce_producer, timeout_s=self.reproduce_timeout_s)
 
     def admin(self) -> AdminClient:
         """A (lazily connecting) admin client for topic creation."""

@@ -9,6 +9,11 @@ runner commits ``offset + 1`` of the highest contiguous settled record per parti
 seeks back to the first unsettled one: no commit ever gets ahead of an unacknowledged copy,
 so nothing is lost (at-least-once), and the happy path costs one commit per batch.
 
+In the transactional mode (``KafkaBusConfig.transactional_id``) the runner runs every batch
+in one transaction of the subscription's transactional producer: the copies, dead letters and
+handler publishes of the batch and its offsets are committed together (exactly-once inside
+Kafka for ``read_committed`` readers); an aborted batch is delivered again whole.
+
 After every poll the core ticks the breakers the subscription depends on (pausing every
 assigned partition while one is open; half-open lets the next delivery be the trial call)
 and resumes partitions whose due time (a backoff, a not-before time) has come.
@@ -89,6 +94,7 @@ class KafkaSubscription(Subscription):
             self._runner = ConsumerRunner(
                 self.runner_config, batch_handler=self._on_batch, on_tick=self.core.tick,
                 listeners=(self._on_lifecycle,), consumer_factory=self._consumer_factory,
+                transaction=self.core.context.transaction,
             )
             for breaker in self.spec.depends_on:
                 self._removers.append(breaker.add_listener(self._on_breaker))
@@ -113,6 +119,9 @@ class KafkaSubscription(Subscription):
         self._forget_breakers()
         if self._runner is not None:
             self._runner.stop(timeout if timeout is not None else 30.0)
+        txn = self.core.context.transaction  # the runner thread has ended: nobody uses it
+        if txn is not None:
+            txn.close(timeout if timeout is not None else 10.0)
 
     def _forget_breakers(self) -> None:
         for remove in self._removers:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RebalanceListener", "ConsumerClient", "CommitRebalanced", "ProducerClient",
-    "AdminClient", "Transport", "Headers", "CopyHandle",
+    "AdminClient", "TransactionClient", "Transport", "Headers", "CopyHandle",
 ]
 
 Headers = Sequence[tuple[str, bytes]]
@@ -88,6 +88,31 @@ class ProducerClient(Protocol):
     def close(self, timeout_s: float = 10.0) -> None: ...
 
 
+class TransactionClient(Protocol):
+    """One subscription's transactional producer (transactional mode): one transaction per
+    poll batch holds the batch's retry copies, dead letters, handler publishes and consumed
+    offsets. ``begin`` before the batch's handler runs; ``send_copy``/``wait_all``/
+    ``partitions`` as :class:`ProducerClient`'s, inside the transaction; ``send`` writes a
+    record a handler published; ``commit(offsets, consumer)`` adds the offsets (the
+    consumer's group metadata fences a member the group moved on from) and commits, or
+    aborts and raises :class:`~offsetlab.bus.errors.TransactionAborted`;
+    :class:`~offsetlab.bus.errors.TransactionFenced` when a newer producer took the id."""
+
+    transactional_id: str
+
+    def begin(self) -> None: ...
+    def in_transaction(self) -> bool: ...
+    def send(self, topic: str, value: bytes | None, key: bytes | None,
+             headers: Headers) -> CopyHandle: ...
+    def send_copy(self, topic: str, value: bytes | None, key: bytes | None, headers: Headers,
+                  partition: int | None) -> CopyHandle: ...
+    def partitions(self, topic: str) -> frozenset[int]: ...
+    def wait_all(self, items: Sequence[tuple[str, CopyHandle]]) -> list[Receipt | PublishError]: ...
+    def commit(self, offsets: Mapping[TopicPartition, int], consumer: ConsumerClient) -> None: ...
+    def abort(self) -> None: ...
+    def close(self, timeout_s: float = 10.0) -> None: ...
+
+
 class AdminClient(Protocol):
     """Topic administration the bus needs at ``subscribe``: look up and create topics."""
 
@@ -119,5 +144,8 @@ class Transport(Protocol):
         class, e.g. a test fake); nothing is left running when it raises."""
         ...
     def producers(self, **kwargs: Any) -> ProducerClient: ...
+    def transactional(self, **kwargs: Any) -> TransactionClient:
+        """A transactional producer (``ConfigError`` where the client has none here)."""
+        ...
     def admin(self, *, bootstrap_servers: str | tuple[str, ...], client_id: str,
               client_settings: Mapping[str, Any], timeout_s: float) -> AdminClient: ...

@@ -35,6 +35,17 @@ where a blocking ``commit()`` is refused). A commit that fails because the group
 (:class:`~offsetlab.bus.ports.CommitRebalanced`) is logged and the records are redelivered
 to whoever owns the partition next; any other commit error is a crash.
 
+Transactions
+------------
+With a ``transaction`` (a :class:`~offsetlab.bus.ports.TransactionClient`), every batch is one
+transaction: it begins before the handler runs, the handler's writes go into it, and at
+the end of the batch the commit positions are added to it (``send_offsets_to_transaction``)
+and it is committed, instead of a consumer commit. If it aborts
+(:class:`~offsetlab.bus.errors.TransactionAborted`), every partition of the batch is sought
+back to the batch's first record, so the whole batch is delivered again and nothing it
+wrote is visible to ``read_committed`` readers. A fenced producer
+(:class:`~offsetlab.bus.errors.TransactionFenced`) is a crash that never restarts.
+
 Crashes
 -------
 A handler (message or batch), ``on_tick`` or the client raising is a crash: the batch is
@@ -71,7 +82,7 @@ from offsetlab.bus.errors import (
 )
 from offsetlab.bus.join import JoinHandle
 from offsetlab.bus.lifecycle import GroupJoin, LifecycleListener, RunnerState
-from offsetlab.bus.ports import ConsumerClient
+from offsetlab.bus.ports import ConsumerClient, TransactionClient
 from offsetlab.bus.runner_member import (
     BatchHandler,
     ConsumerFactory,
@@ -96,7 +107,8 @@ class ConsumerRunner(MemberThread):
     client library's consumer class: kafka-python calls it as ``factory(**kwargs)`` instead of
     ``KafkaConsumer``, confluent-kafka as ``factory(settings)`` instead of ``Consumer``;
     tests pass a fake);
-    ``on_tick(ctx)`` called on the runner thread after every poll, even an empty one.
+    ``on_tick(ctx)`` called on the runner thread after every poll, even an empty one;
+    ``transaction`` (transactional mode, see "Transactions" in the module docstring).
 
     Calls from other threads (``pause``, ``resume``, ``stop``) are queued and run on the
     runner thread at its next loop turn (at most ``poll_timeout_ms`` later); called from the
@@ -112,6 +124,7 @@ class ConsumerRunner(MemberThread):
         listeners: Iterable[LifecycleListener] = (),
         consumer_factory: ConsumerFactory | None = None,
         on_tick: TickHook | None = None,
+        transaction: TransactionClient | None = None,
     ) -> None:
         if not isinstance(config, RunnerConfig):
             raise ConfigError(f"ConsumerRunner(config=...) needs a RunnerConfig, got {config!r}")
@@ -127,6 +140,7 @@ class ConsumerRunner(MemberThread):
         self._factory = consumer_factory
         self._transport = transports.get(config.client)
         self._on_tick = on_tick
+        self._txn = transaction
         self._listeners: tuple[LifecycleListener, ...] = tuple(listeners)
         self._lock = threading.RLock()
         self._state = RunnerState.CREATED

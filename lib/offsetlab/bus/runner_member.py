@@ -20,7 +20,7 @@ from typing import Any
 
 from offsetlab.bus.batch import BatchContext
 from offsetlab.bus.config import RunnerConfig
-from offsetlab.bus.errors import JoinFailed
+from offsetlab.bus.errors import JoinFailed, TransactionAborted
 from offsetlab.bus.join import JoinHandle
 from offsetlab.bus.lifecycle import (
     Commit,
@@ -36,10 +36,12 @@ from offsetlab.bus.lifecycle import (
     RunnerState,
     Stop,
 )
-from offsetlab.bus.ports import CommitRebalanced, ConsumerClient, Transport
+from offsetlab.bus.ports import CommitRebalanced, ConsumerClient, TransactionClient, Transport
+from offsetlab.bus.runner_notes import _Notes
 from offsetlab.bus.types import Record, TopicPartition, sorted_partitions
 
-__all__ = ["MemberThread", "MessageHandler", "BatchHandler", "TickHook", "ConsumerFactory"]
+__all__ = ["MemberThread", "MessageHandler", "BatchHandler", "TickHook", "ConsumerFactory",
+           "_Notes"]
 
 _log = logging.getLogger("offsetlab.bus.runner")
 
@@ -59,42 +61,6 @@ def _partitions(tps: Iterable[Any], what: str) -> tuple[TopicPartition, ...]:
     return tuple(out)
 
 
-class _Notes:
-    """The rebalance listener: it may run on a client thread (kafka-python's IO thread, while
-    the runner thread is blocked in ``poll()``/``close()``) or inside ``poll()``
-    (confluent-kafka). It only records what happened (and re-pauses partitions the runner
-    was asked to keep paused); the runner thread turns the notes into lifecycle events
-    after ``poll()`` returns."""
-
-    def __init__(self, runner: MemberThread, consumer: ConsumerClient) -> None:
-        self._runner = runner
-        self._consumer = consumer
-        self.notes: deque[tuple[str, float, tuple[TopicPartition, ...], dict[str, Any]]] = deque()
-
-    def on_revoked(self, partitions: tuple[TopicPartition, ...]) -> None:
-        self.notes.append(("revoked", time.monotonic(), partitions, {}))
-
-    def on_lost(self, partitions: tuple[TopicPartition, ...]) -> None:
-        self.notes.append(("lost", time.monotonic(), partitions, {}))
-
-    def on_assigned(self, partitions: tuple[TopicPartition, ...]) -> None:
-        at = time.monotonic()
-        extra: dict[str, Any] = {}
-        try:
-            extra["member_id"], extra["generation"] = self._consumer.group_metadata()
-        except Exception:  # metadata is a nice-to-have in the event, never a reason to fail
-            _log.debug("group_metadata() failed in on_assigned", exc_info=True)
-        try:
-            extra["full"] = sorted_partitions(self._consumer.assignment())
-        except Exception:
-            extra["full"] = partitions
-        with self._runner._lock:
-            keep_paused = [tp for tp in extra["full"] if tp in self._runner._requested_paused]
-        if keep_paused:
-            self._consumer.pause(keep_paused)
-            extra["repaused"] = tuple(keep_paused)
-        self.notes.append(("assigned", at, partitions, extra))
-
 class MemberThread:
     """The runner-thread half of :class:`~offsetlab.bus.runner.ConsumerRunner`."""
 
@@ -106,6 +72,7 @@ class MemberThread:
     _factory: ConsumerFactory | None
     _transport: Transport
     _on_tick: TickHook | None
+    _txn: TransactionClient | None
     _lock: threading.RLock
     _state: RunnerState
     _handle: JoinHandle
@@ -210,6 +177,8 @@ class MemberThread:
 
     def _commit(self, positions: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
         """Commit ``positions`` that move forward; emit Commit; return what was committed."""
+        if self._txn is not None:
+            return self._commit_transaction(positions)
         for tp, off in positions.items():
             if off > max(self._committed.get(tp, -1), self._pending_commit.get(tp, -1)):
                 self._pending_commit[tp] = off
@@ -229,6 +198,33 @@ class MemberThread:
         for tp, off in todo.items():
             self._committed[tp] = off
             self._pending_commit.pop(tp, None)
+        self._emit(Commit(at=time.monotonic(), runner=self.name, offsets=dict(todo)))
+        return todo
+
+    def _commit_transaction(self, positions: dict[TopicPartition, int],
+                            batch: BatchContext | None = None) -> dict[TopicPartition, int]:
+        """Transactional mode: add the positions that move forward to the open transaction
+        and commit it (also with no offsets: the batch's writes). If it aborted, seek every
+        partition of ``batch`` back to its first record (delivered again) and return {}."""
+        txn = self._txn
+        assert txn is not None and self._consumer is not None
+        if not txn.in_transaction():
+            return {}
+        assigned = self._assigned_now()
+        todo = {tp: off for tp, off in positions.items()
+                if tp in assigned and off > self._committed.get(tp, -1)}
+        try:
+            txn.commit(todo, self._consumer)
+        except TransactionAborted as exc:
+            _log.warning("runner %s: %s; the batch is delivered again", self.name, exc)
+            if batch is not None:
+                for tp, first in batch.first_offsets().items():
+                    self._seek(tp, first)
+            return {}
+        if not todo:
+            return {}
+        for tp, off in todo.items():
+            self._committed[tp] = off
         self._emit(Commit(at=time.monotonic(), runner=self.name, offsets=dict(todo)))
         return todo
 
@@ -270,6 +266,8 @@ class MemberThread:
     # ------------------------------------------------------------------------------ batches
     def _handle_records(self, records: Sequence[Record]) -> None:
         ctx = BatchContext(self, records)
+        if self._txn is not None:
+            self._txn.begin()
         try:
             if self._batch_handler is not None:
                 self._batch_handler(list(records), ctx)
@@ -292,7 +290,10 @@ class MemberThread:
         for tp, offset in ctx.first_unsettled().items():
             if tp not in ctx._sought:
                 self._seek(tp, offset)
-        self._commit(ctx.commit_positions())
+        if self._txn is not None:
+            self._commit_transaction(ctx.commit_positions(), ctx)
+        else:
+            self._commit(ctx.commit_positions())
 
     # ------------------------------------------------------------------------------ thread
     def _main(self) -> None:
@@ -406,7 +407,8 @@ class MemberThread:
         self.last_error = error
         during_join = not self._joined
         first_join = not self._handle.done()
-        if first_join or self._stop_requested.is_set():
+        if (first_join or self._stop_requested.is_set()
+                or getattr(error, "restartable", True) is False):
             restart = False
         else:
             restart = self.config.crash_policy.decide(error, self._restarts)

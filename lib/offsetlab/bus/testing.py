@@ -37,6 +37,7 @@ from offsetlab.bus.interface import EventBus
 from offsetlab.bus.memory import InMemoryBus, ManualClock
 
 __all__ = [
+    "read_from_committed",
     "Servers",
     "read_topic",
     "committed_offsets",
@@ -124,6 +125,42 @@ def end_offsets(bootstrap_servers: Servers, topic: str, *,
     try:
         tps = _partitions(consumer, topic)
         return {tp.partition: int(off) for tp, off in consumer.end_offsets(tps).items()} if tps else {}
+    finally:
+        consumer.close(autocommit=False)
+
+
+def read_from_committed(bootstrap_servers: Servers, group: str, topic: str, *,
+                        timeout_s: float = 20.0,
+                        client_settings: Mapping[str, Any] | None = None) -> list[Any]:
+    """The records of ``topic`` at or after ``group``'s committed offset of each partition
+    (position 0 where it never committed), read to the end offsets taken at the start with
+    a group-less consumer. ``[]`` means the group consumed everything; with
+    ``client_settings={"isolation_level": "read_committed"}`` transaction markers and
+    aborted records, which no reader gets, do not count (a transactional group's committed
+    offset can sit before a trailing commit or abort marker)."""
+    from kafka import KafkaConsumer
+
+    admin_settings = {k: v for k, v in (client_settings or {}).items() if k != "isolation_level"}
+    committed = committed_offsets(bootstrap_servers, group, topic, client_settings=admin_settings)
+    consumer = KafkaConsumer(**_client_kwargs(bootstrap_servers, client_settings, group_id=None,
+                                              enable_auto_commit=False,
+                                              allow_auto_create_topics=False))
+    try:
+        tps = _partitions(consumer, topic)
+        if not tps:
+            return []
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, committed.get(tp.partition, 0))
+        end = consumer.end_offsets(tps)
+        out: list[Any] = []
+        deadline = Deadline(timeout_s)
+        while any(consumer.position(tp) < end[tp] for tp in tps):
+            if deadline.expired():
+                raise TimeoutError(f"could not read {topic} to its end within {timeout_s} s")
+            for records in consumer.poll(timeout_ms=200).values():
+                out.extend(records)
+        return sorted(out, key=lambda r: (r.partition, r.offset))
     finally:
         consumer.close(autocommit=False)
 

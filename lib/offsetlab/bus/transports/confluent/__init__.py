@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from offsetlab.bus.config import RUNNER_OWNED_KEYS, RunnerConfig
+from offsetlab.bus.errors import ConfigError
 from offsetlab.bus.transports.confluent.admin import Admin
 from offsetlab.bus.transports.confluent.consumer import ConfluentConsumer
 from offsetlab.bus.transports.confluent.producer import Producers
@@ -55,6 +56,10 @@ class ConfluentTransport:
 
     def producers(self, **kwargs: Any) -> Producers:
         return Producers(**kwargs)
+
+    def transactional(self, **kwargs: Any) -> Any:
+        raise ConfigError("KafkaBusConfig.transactional_id: the transactional mode runs on "
+                          "kafka-python only for now; use client='kafka-python'")
 
     def admin(self, *, bootstrap_servers: str | tuple[str, ...], client_id: str,
               client_settings: Mapping[str, Any], timeout_s: float) -> Admin:

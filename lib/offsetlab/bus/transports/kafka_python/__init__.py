@@ -17,6 +17,7 @@ from offsetlab.bus.errors import ConfigError
 from offsetlab.bus.transports.kafka_python.admin import Admin
 from offsetlab.bus.transports.kafka_python.consumer import KafkaPythonConsumer
 from offsetlab.bus.transports.kafka_python.producer import Producers
+from offsetlab.bus.transports.kafka_python.transactions import TransactionalProducer
 
 __all__ = ["TRANSPORT", "KafkaPythonTransport"]
 
@@ -86,6 +87,9 @@ class KafkaPythonTransport:
 
     def producers(self, **kwargs: Any) -> Producers:
         return Producers(**kwargs)
+
+    def transactional(self, **kwargs: Any) -> TransactionalProducer:
+        return TransactionalProducer(**kwargs)
 
     def admin(self, *, bootstrap_servers: str | tuple[str, ...], client_id: str,
               client_settings: Mapping[str, Any], timeout_s: float) -> Admin:

@@ -122,5 +122,11 @@ class KafkaPythonConsumer:
         return (str(getattr(meta, "member_id", "") or ""),
                 int(getattr(meta, "generation_id", -1)))
 
+    def transaction_metadata(self) -> Any:
+        """kafka-python's ``ConsumerGroupMetadata`` (group, generation, member id) for
+        ``send_offsets_to_transaction``: the broker refuses the offsets of a member the
+        group has moved on from (KIP-447)."""
+        return self.consumer.group_metadata()
+
     def close(self, timeout_ms: int) -> None:
         self.consumer.close(autocommit=False, timeout_ms=timeout_ms)
