@@ -91,6 +91,9 @@ class KafkaSubscription(Subscription):
             )
         if self._runner is None:
             self._ensure_topics(self.spec)
+            txn = self.core.context.transaction
+            if txn is not None:  # take over the id (fence a dead predecessor) before joining
+                txn.prepare()
             self._runner = ConsumerRunner(
                 self.runner_config, batch_handler=self._on_batch, on_tick=self.core.tick,
                 listeners=(self._on_lifecycle,), consumer_factory=self._consumer_factory,

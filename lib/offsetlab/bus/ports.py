@@ -100,6 +100,9 @@ class TransactionClient(Protocol):
 
     transactional_id: str
 
+    def prepare(self) -> None:
+        """Connect and take over the transactional id now (fencing an older producer)."""
+        ...
     def begin(self) -> None: ...
     def in_transaction(self) -> bool: ...
     def send(self, topic: str, value: bytes | None, key: bytes | None,

@@ -7,8 +7,8 @@ group metadata (KIP-447: the group coordinator refuses the offsets of a member t
 has moved on from) and ``commit_transaction``. Readers with
 ``isolation_level="read_committed"`` see all of a batch's writes or none.
 
-**Fencing.** The producer is built (and ``init_transactions`` called) on the first
-``begin``. ``init_transactions`` bumps the id's epoch: an older producer with the same id
+**Fencing.** The producer is built (and ``init_transactions`` called) when the subscription
+starts (``prepare``), and again on the ``begin`` after a producer was dropped. ``init_transactions`` bumps the id's epoch: an older producer with the same id
 is fenced (its next transactional call fails with ``ProducerFencedError``) and the
 transaction it left open is aborted at once, instead of staying open (and holding every
 ``read_committed`` reader of its partitions at the last stable offset) until the
@@ -132,6 +132,13 @@ class TransactionalProducer:
         self._open = False
         if producer is not None:
             self._close_quietly(producer)
+
+    def prepare(self) -> None:
+        """Build the producer and run ``init_transactions`` now (the subscription's start):
+        a worker that replaces a killed one fences it and aborts its open transaction before
+        it joins the group, not at its first batch (which may never come if it gets no
+        partitions with records, leaving the dead transaction open until its timeout)."""
+        self._build()
 
     # -- one batch's transaction -----------------------------------------------------------
     def begin(self) -> None:
