@@ -15,6 +15,11 @@ land is not known until it is written (after the handler returned); it becomes v
 ``read_committed`` readers when the batch commits. Outside a transactional handler (any
 other thread, or a bus without a transactional id) ``publish`` is the normal, acknowledged
 publish.
+
+``publish_for_aggregate`` inside such a handler clears the aggregate's pending events when
+they are buffered; if the record then does not settle they are dropped with it, so the
+redelivered record must produce them again (a handler that derives its events from the
+record it handles does; one that keeps an aggregate in memory across deliveries does not).
 """
 
 from __future__ import annotations
