@@ -177,7 +177,10 @@ def offsets_partition(group: str, partitions: int) -> int:
     return (0 if h == -(1 << 31) else abs(h)) % partitions
 
 
-def _create_topics(cluster: ClusterHandle, names: list[str], replicas: list[int]) -> None:
+def _create_topics(cluster: ClusterHandle, names: list[str], replicas: list[int]) -> dict[str, int]:
+    """Create one-partition ``names`` on ``replicas`` (the first leads); wait until one answer
+    lists them all led by ``replicas[0]`` and fully replicated (the nodes' metadata catch up
+    one at a time); returns topic -> leader from that answer."""
     admin = KafkaAdminClient(**cluster.clients(request_timeout_ms=30000))
     try:
         admin.create_topics([NewTopic(n, replica_assignments={0: replicas}) for n in names],
@@ -185,9 +188,19 @@ def _create_topics(cluster: ClusterHandle, names: list[str], replicas: list[int]
     finally:
         admin.close()
     deadline = Deadline(30)
-    while set(cluster.leaders(names)) != {(n, 0) for n in names} or cluster.under_replicated(names):
+    while True:
+        try:
+            described = {t["name"]: t["partitions"][0] for t in cluster.cluster.describe_topics(names)
+                         if t.get("partitions")}
+        except Exception:  # noqa: BLE001 - asked again
+            described = {}
+        if set(described) == set(names) and all(
+                p["leader_id"] == replicas[0] and len(p["isr_nodes"]) == len(replicas)
+                for p in described.values()):
+            return {n: int(described[n]["leader_id"]) for n in names}
         if deadline.expired():
-            raise TimeoutError(f"topics {names} not fully replicated in 30 s")
+            raise TimeoutError(f"topics {names} not led by node {replicas[0]} and fully replicated "
+                               f"in 30 s: {described}")
         time.sleep(0.2)
 
 
@@ -238,9 +251,8 @@ def run_failover(cluster: ClusterHandle, params: FailoverParams | None = None) -
     if leader <= 0:
         raise TimeoutError("__consumer_offsets has no leader for the group's partition")
     followers = [n for n in cluster.node_ids if n != leader]
-    _create_topics(cluster, list(topics.values()), [leader, *followers])
-    before = {**{s: cluster.leaders([t])[(t, 0)] for s, t in topics.items()},
-              f"__consumer_offsets-{part}": leader}
+    led = _create_topics(cluster, list(topics.values()), [leader, *followers])
+    before = {**{s: led[t] for s, t in topics.items()}, f"__consumer_offsets-{part}": leader}
 
     activity: list[Activity] = []
     lock = threading.Lock()

@@ -48,13 +48,13 @@ def plot_failover(run: Any) -> Figure:
     t0 = run.t0
     fig = Figure(figsize=(11, 5.6))
     ax = fig.add_subplot(1, 1, 1)
-    lanes = {"acks=all producer": 3.0, "acks=1 producer": 2.0, "consumer group": 1.0}
+    lanes = {"acks=all producer": 3.0, "acks=1 producer": 2.0, "consumer group\n(acks=all topic)": 1.0}
     ev = {k: v - t0 for k, v in run.events.items()}
     ax.axvspan(ev["freeze"], ev["resume"], color="0.85", zorder=0)
     ax.axvline(ev["kill"], color="black", lw=1.5)
     ax.text(ev["kill"], 3.62, f" node {run.leader} (leader) SIGKILLed", fontsize=8, va="bottom")
-    ax.text(ev["freeze"], 0.38, f" nodes {run.followers[0]}, {run.followers[1]} frozen", fontsize=8,
-            va="top")
+    ax.text(ev["freeze"], 3.62, f" nodes {run.followers[0]}, {run.followers[1]} frozen", fontsize=8,
+            va="bottom", color="0.35")
     leader_at = run.new_leader_at("acks=all")
     if leader_at is not None:
         x = leader_at - t0
@@ -70,7 +70,8 @@ def plot_failover(run: Any) -> Figure:
                 continue
             acked = s.acked_at - t0
             color = _LOST if s.seq in lost else _OK
-            ax.plot([sent, acked], [y + 0.12, y - 0.12], color=color, lw=0.8, alpha=0.8)
+            ax.plot([sent, acked], [y + 0.12, y - 0.12], color=color, lw=0.8 if s.seq in lost else 0.7,
+                    alpha=1.0 if s.seq in lost else 0.55)
         errs = [e["at"] - t0 for e in run.producer_errors if e["setting"] == setting and e["error"] != "other"]
         ax.plot(errs, [y + 0.28] * len(errs), "v", color=_ERR, ms=7, ls="none")
     deliveries = [(t - t0, seq, n) for t, seq, n in run.deliveries]
