@@ -51,7 +51,7 @@ EXPECTED_S: dict[str, float] = {
     "07_pause_on_dependency": 84.4,
     "08_event_bus_end_to_end": 19.1,
     "09_client_conformance": 48.4,
-    "10_cluster_failover": 60.0,
+    "10_cluster_failover": 44.8,
 }
 #: after an interrupt, kernels that are still running this long after their SIGINT are killed
 KILL_AFTER_S = 10.0
