@@ -381,14 +381,12 @@ def run_on_cluster(lab: Any, params: FailoverParams) -> tuple[FailoverRun | None
 
 
 def _find_coordinator(cluster: ClusterHandle, group: str) -> None:
-    """Ask for ``group``'s coordinator once (creates ``__consumer_offsets`` if missing)."""
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(**cluster.clients(group_id=group, enable_auto_commit=False))
+    """Ask for ``group``'s coordinator once (a FindCoordinator request, which creates
+    ``__consumer_offsets`` when it is missing)."""
+    admin = KafkaAdminClient(**cluster.clients(request_timeout_ms=5000))
     try:
-        consumer._coordinator.ensure_coordinator_ready(timeout_ms=3000)
+        admin.describe_groups([group])
     except Exception:  # noqa: BLE001 - asked again by the caller
         pass
     finally:
-        consumer.close()
-
+        admin.close()

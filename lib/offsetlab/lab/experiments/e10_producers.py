@@ -50,7 +50,8 @@ class Writer(threading.Thread):
         self.client_id = f"e10-{setting.replace('=', '-')}-{unique('p')}"
         self.producer = KafkaProducer(**cluster.clients(client_id=self.client_id,
                                                         **SETTINGS[setting]))
-        self.idempotent = self.producer._transaction_manager is not None
+        #: what kafka-python decided (it turns idempotence off for acks=1)
+        self.idempotent = bool(self.producer.config["enable_idempotence"])
         self.sends: list[Send] = []
         self.hold = threading.Event()
         self.done = threading.Event()
