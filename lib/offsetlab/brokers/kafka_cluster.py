@@ -24,8 +24,10 @@ kill.
 
 One ``StorageTool format`` per node, all with one cluster id; every node has its own ports
 (client and controller) and data dir, runs under :mod:`.guard`, and can be stopped
-(SIGTERM: controlled shutdown), killed (SIGKILL of the JVM) and started again on the same
-ports and data. Ready = every node answers a metadata request for this cluster id and the
+(SIGTERM: controlled shutdown), killed (SIGKILL of the JVM), frozen and thawed
+(``pause_node``/``resume_node``: SIGSTOP/SIGCONT of the JVM, a node that stops answering
+without closing its connections; frozen nodes are thawed before any stop) and started again
+on the same ports and data. Ready = every node answers a metadata request for this cluster id and the
 metadata lists all N brokers.
 
 >>> with start_broker("kafka", nodes=3) as cluster:

@@ -50,6 +50,7 @@ from offsetlab.bus.headers import attempt_of
 from offsetlab.bus.interface import Activity, ActivityKind
 from offsetlab.bus.kafka_bus import KafkaBus
 from offsetlab.lab import broker_log
+from offsetlab.lab.experiments.e04_kill_worker import set_pdeathsig
 from offsetlab.lab.experiments.e10_logs import (
     coordinator_lines,
     leader_changes,
@@ -224,7 +225,8 @@ def _producer_ids(cluster: ClusterHandle, node: int, topic: str) -> list[int]:
     out = subprocess.run(
         [cluster.cluster.java, "-Xmx128m", "-cp", str(cluster.cluster.libs / "*"),
          "kafka.tools.DumpLogSegments", "--files", ",".join(map(str, files))],
-        capture_output=True, text=True, timeout=60, check=False)
+        capture_output=True, text=True, timeout=60, check=False,
+        preexec_fn=set_pdeathsig)  # the JVM dies with this process
     return [int(m.group(1)) for m in re.finditer(r"producerId: (-?\d+)", out.stdout)]
 
 
