@@ -80,6 +80,8 @@ def test_the_acceptance_options_parse_into_a_config() -> None:
     (dict(consumer="bus-eos", client="confluent-kafka"), "kafka-python only"),
     (dict(retry="later"), "retry"),
     (dict(sink="nowhere"), "sink"),
+    (dict(unpark=True, consumer="raw"), "--unpark"),
+    (dict(unpark=True, client="confluent-kafka"), "--unpark"),
 ])
 def test_bad_combinations_are_usage_errors(changes: dict[str, object], words: str) -> None:
     with pytest.raises(ConfigError, match=words):
@@ -90,3 +92,10 @@ def test_good_combinations_pass() -> None:
     ChaosConfig(nodes=3, broker_kills=2, fail_rate=0.5, poison=20, sink="topic", consumer="bus-eos")
     ChaosConfig(consumer="unsafe")
     ChaosConfig(consumer="raw", sink="file")
+
+
+def test_the_publishing_window_makes_room_for_a_cluster_s_faults() -> None:
+    assert ChaosConfig().window_s == 30.0
+    assert ChaosConfig(nodes=3, broker_kills=2, broker_restarts=1).window_s == 60.0
+    assert ChaosConfig(nodes=3, broker_kills=2, publish_s=12).window_s == 12.0
+    assert ChaosConfig(nodes=1, broker_restarts=5).window_s == 30.0

@@ -109,7 +109,8 @@ def _make_run_id(root: Path) -> str:
 
 def _worker_args(config: ChaosConfig, seed: int) -> list[str]:
     return ["--seed", str(seed), "--events", str(config.events), "--poison", str(config.poison),
-            "--fail-rate", str(config.fail_rate), "--retry", config.retry, "--sink", config.sink]
+            "--fail-rate", str(config.fail_rate), "--retry", config.retry, "--sink", config.sink,
+            *(["--unpark"] if config.unpark else [])]
 
 
 def run_chaos(config: ChaosConfig, *, broker: Any = None, out: IO[str] | None = None) -> ChaosResult:
@@ -143,10 +144,11 @@ def run_chaos(config: ChaosConfig, *, broker: Any = None, out: IO[str] | None = 
         return round(time.monotonic() - t0, 3)
 
     say(f"chaos run {run_id}: events {config.events}, workers {config.workers}, partitions "
-        f"{config.partitions}, nodes {config.nodes}, kills {config.kills}, broker kills "
-        f"{config.broker_kills}, broker restarts {config.broker_restarts}, fail rate "
+        f"{config.partitions}, publishing window {config.window_s:.0f} s, nodes {config.nodes}, "
+        f"kills {config.kills}, broker kills {config.broker_kills}, broker restarts {config.broker_restarts}, fail rate "
         f"{config.fail_rate:g}, poison {config.poison}, seed {seed} (consumer {config.consumer}, "
-        f"sink {config.sink}, publisher {config.publisher}, client {config.client})")
+        f"sink {config.sink}, publisher {config.publisher}, client {config.client}"
+        + (", kafka-python parked-records workaround" if config.unpark else "") + ")")
     if strategy is not None:
         say(f"retry: {config.retry}: {strategy!r}")
     abort = threading.Event()
@@ -210,15 +212,15 @@ def run_chaos(config: ChaosConfig, *, broker: Any = None, out: IO[str] | None = 
                 return RawPublishClient(servers, topic)
 
             publisher = Publisher(make_client, n=config.events, batch=config.publish_batch,
-                                  duration_s=config.publish_s, abort=abort)
+                                  duration_s=config.window_s, abort=abort)
             stack.callback(end_threads)
             start = time.monotonic()
-            publisher.give_up_at = start + config.publish_s + config.drain_timeout_s
+            publisher.give_up_at = start + config.window_s + config.drain_timeout_s
             faults = Faults(pool=pool, broker=broker, rng=rng, start=start, abort=abort,
                             actions=result.actions, say=say, rel=rel, hold=hold, topics=topics)
-            kill_at = schedule(rng, config.kills, config.publish_s)
-            restart_at = schedule(rng, config.broker_restarts, config.publish_s)
-            broker_kill_at = schedule(rng, config.broker_kills, config.publish_s)
+            kill_at = schedule(rng, config.kills, config.window_s)
+            restart_at = schedule(rng, config.broker_restarts, config.window_s)
+            broker_kill_at = schedule(rng, config.broker_kills, config.window_s)
             threads.extend([
                 publisher,
                 threading.Thread(target=faults.kill_consumers, args=(kill_at,),
@@ -239,6 +241,9 @@ def run_chaos(config: ChaosConfig, *, broker: Any = None, out: IO[str] | None = 
             result.publisher_rebuilds = publisher.rebuilds
             for t in threads:
                 t.join()
+            published_at = publisher.ended_at - t0
+            for a in result.actions:  # did the fault fall while the publisher published?
+                a["while_publishing"] = "error" not in a and a["at_s"] <= published_at
             _drain(config, result, pool, progress, publisher.acked, poison, say, rel)
             stop_began = time.monotonic()
             pool.stop_all()
@@ -333,11 +338,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
            "by the handler, read back read_committed (bus modes)")
     a("--allow-unacked", action="store_true",
       help="events the publisher gave up on do not fail the run")
+    a("--unpark", action="store_true",
+      help="give the workers' kafka-python consumers the workaround for parked records of a "
+           "resumed partition (kafka-python 3.0.12; see chaos_worker.unparking_consumer)")
     a("--seed", type=int, default=None, help="schedule seed (default: random, printed)")
     a("--workers", type=int, default=d.workers, help=f"consumer processes ({d.workers})")
     a("--partitions", type=int, default=d.partitions, help=f"topic partitions ({d.partitions})")
-    a("--publish-seconds", type=float, default=d.publish_s,
-      help=f"spread publishing over about this long ({d.publish_s:.0f})")
+    a("--publish-seconds", type=float, default=None,
+      help=f"spread publishing over about this long ({d.window_s:.0f}; on a cluster at least "
+           "20 s per broker fault)")
     a("--publish-batch", type=int, default=d.publish_batch,
       help=f"events per publish call ({d.publish_batch})")
     a("--session-timeout-ms", type=int, default=d.session_timeout_ms,
@@ -360,7 +369,7 @@ def config_of(args: argparse.Namespace) -> ChaosConfig:
     return ChaosConfig(events=args.events, kills=args.kills, broker_restarts=args.broker_restarts,
                        nodes=args.nodes, broker_kills=args.broker_kills, fail_rate=args.fail_rate,
                        poison=args.poison, retry=args.retry, sink=args.sink,
-                       allow_unacked=args.allow_unacked, seed=args.seed, workers=args.workers,
+                       allow_unacked=args.allow_unacked, unpark=args.unpark, seed=args.seed, workers=args.workers,
                        partitions=args.partitions, publish_s=args.publish_seconds,
                        publish_batch=args.publish_batch,
                        session_timeout_ms=args.session_timeout_ms, handle_ms=args.handle_ms,

@@ -37,8 +37,9 @@ class ChaosConfig:
     seed: int | None = None
     workers: int = 3
     partitions: int = 6
-    #: the publisher spreads the events over about this long; kills and restarts fall in it
-    publish_s: float = 30.0
+    #: the publisher spreads the events over about this long; kills and restarts fall in it.
+    #: None: :attr:`window_s` (30 s; on a cluster at least 20 s per broker fault)
+    publish_s: float | None = None
     #: events per publish call (``publish_many`` when the bus has it)
     publish_batch: int = 50
     #: the workers' consumer session timeout: how soon a killed worker's partitions move
@@ -69,6 +70,9 @@ class ChaosConfig:
     sink: str = "file"
     #: unacknowledged events (the publisher gave up) do not fail the run
     allow_unacked: bool = False
+    #: the workers' consumers get the workaround for kafka-python 3.0.12's parked records of
+    #: a resumed partition (:func:`offsetlab.lab.chaos_worker.unparking_consumer`)
+    unpark: bool = False
     run_id: str | None = None
     runs_dir: Path | None = None
 
@@ -81,6 +85,8 @@ class ChaosConfig:
                 raise ConfigError(f"ChaosConfig.{key} must be an int >= {minimum}, got {value!r}")
         for key in ("publish_s", "drain_timeout_s"):
             value = getattr(self, key)
+            if key == "publish_s" and value is None:
+                continue
             if not isinstance(value, int | float) or value <= 0:
                 raise ConfigError(f"ChaosConfig.{key} must be a number > 0 (seconds), got {value!r}")
         if not isinstance(self.handle_ms, int | float) or not 0 <= self.handle_ms <= 1000:
@@ -91,6 +97,17 @@ class ChaosConfig:
             raise ConfigError(f"ChaosConfig.publisher={self.publisher!r}: use one of {MODES}")
         check_client(self.client, "ChaosConfig")
         self._check_faults()
+
+    @property
+    def window_s(self) -> float:
+        """The publishing window: ``publish_s``, or by default 30 s, and on a cluster at
+        least 20 s per broker fault (kills and restarts), because the faults there go one at
+        a time and one took 12-19 s from its start to the node answering again (a 2-core
+        machine under load), so that they all fall while the publisher publishes."""
+        if self.publish_s is not None:
+            return float(self.publish_s)
+        faults = self.broker_kills + self.broker_restarts if self.nodes >= 3 else 0
+        return max(30.0, 20.0 * faults)
 
     def _check_faults(self) -> None:
         if self.nodes == 2:
@@ -118,8 +135,12 @@ class ChaosConfig:
         if self.consumer == "bus-eos" and self.client != "kafka-python":
             raise ConfigError("--consumer bus-eos is kafka-python only (the bus's transactional "
                               f"mode), got --client {self.client}")
-        if not isinstance(self.allow_unacked, bool):
-            raise ConfigError("ChaosConfig.allow_unacked must be True or False")
+        for key in ("allow_unacked", "unpark"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"ChaosConfig.{key} must be True or False")
+        if self.unpark and (not bus or self.client != "kafka-python"):
+            raise ConfigError("--unpark is a workaround for the bus's kafka-python consumers "
+                              "(--consumer bus or bus-eos, --client kafka-python)")
 
 
 @dataclass

@@ -115,6 +115,8 @@ def report(result: ChaosResult, config: ChaosConfig, say: Callable[[str], None])
              (("broker start", "broker_start_s"), ("workers joined", "workers_joined_s"),
               ("publish", "publish_s"), ("drain", "drain_s"), ("stop", "stop_workers_s"),
               ("total", "total_s")) if key in t]
+    during = sum(1 for a in r.actions if a.get("while_publishing"))
     say(f"timings: {', '.join(parts)}; done: kills {actions_done(r, 'kill')}, broker kills "
-        f"{actions_done(r, 'broker_kill')}, broker restarts {actions_done(r, 'broker_restart')}")
+        f"{actions_done(r, 'broker_kill')}, broker restarts {actions_done(r, 'broker_restart')} "
+        f"({during} of {len(r.actions)} faults while the publisher published)")
     say("result: " + ("pass" if not r.failures else "FAIL: " + "; ".join(r.failures)))
