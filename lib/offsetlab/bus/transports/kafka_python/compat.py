@@ -8,6 +8,8 @@ these; nobody else works around the client.
 - :func:`unstick_join`: a group join the client abandons leaves a member with no partitions;
 - :func:`warmed_consumer`: a consumer factory that knows its topics' partitions before it
   joins (the first join otherwise races the first metadata fetch);
+- :func:`unpark_resumed`: records parked for a paused partition are never given back after
+  it is resumed, so the partition stalls for good;
 - :data:`REBALANCE_COMMIT_ERRORS`: the commit errors that only mean "the group moved on".
 """
 
@@ -22,7 +24,7 @@ import kafka.errors as kafka_errors
 from kafka import KafkaConsumer
 
 __all__ = ["reap_io_threads", "unstick_join", "warmed_consumer", "REBALANCE_COMMIT_ERRORS",
-           "io_threads"]
+           "io_threads", "unpark_resumed"]
 
 _log = logging.getLogger(__name__)
 
@@ -139,3 +141,35 @@ def warmed_consumer(topics: Sequence[str] = (), *, snapshot: bool = False
         return consumer
 
     return make
+
+
+def unpark_resumed(consumer: Any) -> bool:
+    """Make ``consumer`` give back the records it parked for a partition once that partition
+    is resumed. Returns False when the client has no such fetcher (nothing done).
+
+    kafka-python 3.0.12's ``Fetcher.fetched_records`` parks the parsed records of a partition
+    paused while they are next in line (``_paused_partition_records``) and restores them
+    only when the in-line slot ``_next_partition_records`` *is None*; once another
+    partition's records were drained the slot holds a drained (falsy) object instead, so
+    the resumed partition stays parked, and a parked partition is never fetched again: it
+    stalls for good. Reproduced on the embedded broker (tests/integration/
+    test_kafka_python_compat.py: a partition paused after its first 5 of 100 records is
+    stuck at 5 after its resume, and delivers all 100 with this) and under ``offsetlab
+    chaos --retry in-place`` (an in-place retry pauses its partition for the backoff): three
+    partitions stalled for a whole drain. The fix clears a drained slot before each
+    ``fetched_records`` call, so the parked records take it. It reaches into the client's
+    private fetcher (``_fetcher``, ``_next_partition_records``)."""
+    fetcher = getattr(consumer, "_fetcher", None)
+    fetched_records = getattr(fetcher, "fetched_records", None)
+    if fetcher is None or fetched_records is None or not hasattr(fetcher,
+                                                                  "_next_partition_records"):
+        return False
+
+    def unparked(*args: Any, **kwargs: Any) -> Any:
+        slot = fetcher._next_partition_records
+        if slot is not None and not slot:  # drained: let a resumed partition's records in
+            fetcher._next_partition_records = None
+        return fetched_records(*args, **kwargs)
+
+    fetcher.fetched_records = unparked
+    return True

@@ -25,6 +25,7 @@ from offsetlab.bus.transports.kafka_python.compat import (
     REBALANCE_COMMIT_ERRORS,
     io_threads,
     reap_io_threads,
+    unpark_resumed,
     unstick_join,
 )
 from offsetlab.bus.types import Record, TopicPartition, sorted_partitions
@@ -77,6 +78,7 @@ class KafkaPythonConsumer:
         except BaseException:
             reap_io_threads(before, config.name)
             raise
+        unpark_resumed(consumer)  # pause/resume (in-place retries, breakers) must not stall
         return cls(consumer, config.name)
 
     def subscribe(self, topics: Sequence[str], listener: RebalanceListener) -> None:
