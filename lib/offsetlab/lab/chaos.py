@@ -84,6 +84,7 @@ from .chaos_config import ChaosConfig, ChaosResult
 from .chaos_drain import Progress
 from .chaos_events import ChaosEvent, ChaosProcessed, chaos_registry
 from .chaos_faults import Faults, schedule
+from .chaos_forensics import forensics
 from .chaos_publish import BusPublishClient, PublishClient, Publisher, RawPublishClient
 from .chaos_readback import create_topics, left_after_commit, read_inputs
 from .chaos_report import account, report
@@ -108,8 +109,10 @@ def _make_run_id(root: Path) -> str:
 
 
 def _worker_args(config: ChaosConfig, seed: int) -> list[str]:
-    return ["--seed", str(seed), "--events", str(config.events), "--poison", str(config.poison),
-            "--fail-rate", str(config.fail_rate), "--retry", config.retry, "--sink", config.sink,
+    faults = config.handler_faults
+    return ["--seed", str(seed), "--events", str(config.events),
+            "--poison", str(config.poison if faults else 0),
+            "--fail-rate", str(config.fail_rate if faults else 0.0), "--retry", config.retry, "--sink", config.sink,
             *(["--unpark"] if config.unpark else [])]
 
 
@@ -128,7 +131,7 @@ def run_chaos(config: ChaosConfig, *, broker: Any = None, out: IO[str] | None = 
     seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
     rng = random.Random(seed)
     bus_mode = config.consumer in BUS_MODES
-    poison = poison_seqs(seed, config.events, config.poison)
+    poison = poison_seqs(seed, config.events, config.poison if bus_mode else 0)
     strategy = retry_strategy(config.retry, config.fail_rate, config.events) if bus_mode else None
     result = ChaosResult(run_id=run_id, run_dir=run_dir, seed=seed,
                          config={k: (str(v) if isinstance(v, Path) else v)
@@ -151,6 +154,9 @@ def run_chaos(config: ChaosConfig, *, broker: Any = None, out: IO[str] | None = 
         + (", kafka-python parked-records workaround" if config.unpark else "") + ")")
     if strategy is not None:
         say(f"retry: {config.retry}: {strategy!r}")
+    elif config.fail_rate or config.poison:
+        say(f"the {config.consumer} consumer has no retries or dead letters: --fail-rate, --poison "
+            "and --retry are ignored (no handler fails, no event is poison)")
     abort = threading.Event()
     threads: list[threading.Thread] = []
     pool: WorkerPool | None = None
@@ -255,6 +261,8 @@ def run_chaos(config: ChaosConfig, *, broker: Any = None, out: IO[str] | None = 
                     inputs_at=inputs_at, poison=poison, dead_letters=progress.letters,
                     main_topic=topic, committed=committed, after=after, calls=progress.calls())
             result.publish_failures = publisher.failures
+            if config.sink == "topic" and (result.lost or result.duplicated):
+                forensics(result, servers, processed_topic, counts, inputs, pool, say)
     except KeyboardInterrupt:
         result.interrupted = True
         say("interrupted")

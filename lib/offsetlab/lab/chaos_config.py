@@ -99,6 +99,14 @@ class ChaosConfig:
         self._check_faults()
 
     @property
+    def handler_faults(self) -> bool:
+        """Whether the handlers fail and reject (``--fail-rate``, ``--poison``): bus consumers
+        only; the ``raw`` and ``unsafe`` loops have no retries or dead letters and ignore
+        them (the run says so), so the acceptance command runs as the negative control with
+        only ``--consumer unsafe`` changed."""
+        return self.consumer in BUS_MODES
+
+    @property
     def window_s(self) -> float:
         """The publishing window: ``publish_s``, or by default 30 s, and on a cluster at
         least 20 s per broker fault (kills and restarts), because the faults there go one at
@@ -123,11 +131,9 @@ class ChaosConfig:
         if self.poison > self.events:
             raise ConfigError(f"--poison {self.poison} is more than --events {self.events}")
         bus = self.consumer in BUS_MODES
-        for what, used in (("--fail-rate", rate > 0), ("--poison", self.poison > 0),
-                           ("--sink topic", self.sink == "topic")):
-            if used and not bus:
-                raise ConfigError(f"{what} needs a bus consumer (--consumer {' or '.join(BUS_MODES)}); "
-                                  f"the {self.consumer!r} consumer has no retries or dead letters")
+        if self.sink == "topic" and not bus:
+            raise ConfigError(f"--sink topic needs a bus consumer (--consumer "
+                              f"{' or '.join(BUS_MODES)}): the handler publishes through its bus")
         if self.retry not in RETRY_NAMES:
             raise ConfigError(f"ChaosConfig.retry={self.retry!r}: use one of {RETRY_NAMES}")
         if self.sink not in SINKS:
@@ -195,6 +201,10 @@ class ChaosResult:
     workers: list[dict[str, Any]] = field(default_factory=list)
     drained: bool = False
     interrupted: bool = False
+    #: ``--sink topic`` runs with lost or duplicated events: where the output topic holds a
+    #: sample of them, read committed (fresh reader) and uncommitted, and which workers'
+    #: handlers published them (their ``.done`` files)
+    forensics: dict[str, Any] = field(default_factory=dict)
     #: why the run fails (empty: it passes); filled by the accounting
     failures: list[str] = field(default_factory=list)
     accounted: bool = False

@@ -24,7 +24,7 @@ from .chaos_accounting import DeadLetter
 from .chaos_events import chaos_registry
 
 __all__ = ["create_topics", "TopicReader", "read_inputs", "read_dead_letters", "seq_of",
-           "left_after_commit"]
+           "left_after_commit", "where_seqs", "where_seqs_librdkafka"]
 
 _REGISTRY = chaos_registry("")
 
@@ -192,3 +192,62 @@ def left_after_commit(servers: str, group: str, topics: Iterable[str], *, timeou
     finally:
         c.close(autocommit=False)
     return committed, after
+
+
+def where_seqs(servers: str, topic: str, seqs: Iterable[int], *, committed: bool = True,
+               ) -> dict[int, list[tuple[int, int, int]]]:
+    """(partition, offset, timestamp ms) of every record of ``topic`` holding one of ``seqs``,
+    read with a fresh group-less consumer, ``read_committed`` or (``committed=False``)
+    ``read_uncommitted`` (aborted records and open transactions included)."""
+    wanted = set(seqs)
+    found: dict[int, list[tuple[int, int, int]]] = {}
+    from kafka import KafkaConsumer
+
+    c = KafkaConsumer(bootstrap_servers=servers.split(","), group_id=None,
+                      enable_auto_commit=False, allow_auto_create_topics=False,
+                      isolation_level="read_committed" if committed else "read_uncommitted")
+    try:
+        tps = _partitions(c, topic)
+        if not tps:
+            return found
+        c.assign(tps)
+        c.seek_to_beginning(*tps)
+        end = c.end_offsets(tps)
+        deadline = Deadline(60.0)
+        while any(c.position(tp) < end[tp] for tp in tps) and not deadline.expired():
+            for records in c.poll(timeout_ms=200).values():
+                for r in records:
+                    seq = seq_of(r.value)
+                    if seq in wanted:
+                        found.setdefault(seq, []).append((r.partition, r.offset, r.timestamp))
+    finally:
+        c.close(autocommit=False)
+    return found
+
+
+def where_seqs_librdkafka(servers: str, topic: str, seqs: Iterable[int], *,
+                          quiet_s: float = 5.0) -> dict[int, list[tuple[int, int, int]]]:
+    """:func:`where_seqs` read committed by another client, confluent-kafka (librdkafka):
+    every partition from the beginning until nothing arrived for ``quiet_s``."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer
+    from confluent_kafka import TopicPartition as CTopicPartition
+
+    wanted = set(seqs)
+    found: dict[int, list[tuple[int, int, int]]] = {}
+    c = Consumer({"bootstrap.servers": servers, "group.id": "chaos-forensics-unused",
+                  "enable.auto.commit": False, "isolation.level": "read_committed"})
+    try:
+        parts = c.list_topics(topic, timeout=30).topics[topic].partitions
+        c.assign([CTopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        last = time.monotonic()
+        while time.monotonic() - last < quiet_s:
+            msg = c.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            last = time.monotonic()
+            seq = seq_of(msg.value())
+            if seq in wanted:
+                found.setdefault(seq, []).append((int(msg.partition() or 0), int(msg.offset() or 0), msg.timestamp()[1]))
+    finally:
+        c.close()
+    return found
