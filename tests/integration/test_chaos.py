@@ -218,3 +218,32 @@ def test_a_partition_leader_sigkilled_on_a_three_node_cluster(tmp_path: Path) ->
     assert kill["led"] == max(kill["leaders_before"].values())
     assert kill["leaders_moved_s"] is not None
     assert not [w for w in saved["workers"] if _alive(w["pid"])]
+
+
+@pytest.mark.timeout(320)
+def test_the_transactional_mode_with_a_topic_sink_duplicates_nothing_through_a_kill(
+        tmp_path: Path) -> None:
+    """``--consumer bus-eos --sink topic`` on one broker: a worker SIGKILLed mid-batch (its
+    open transaction aborted by its replacement's init), handlers failing and rejecting:
+    the output topic read committed holds every event exactly once."""
+    run_id = "chaos-eos"
+    cmd = [sys.executable, "-m", "offsetlab", "chaos", "--events", "400", "--kills", "1",
+           "--broker-restarts", "0", "--seed", "5", "--workers", "2", "--partitions", "3",
+           "--publish-seconds", "6", "--drain-timeout", "90", "--fail-rate", "0.1",
+           "--poison", "5", "--retry", "retry-topic", "--sink", "topic", "--consumer", "bus-eos",
+           "--run-id", run_id]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO,
+                          env=_env(tmp_path))
+    text = proc.stdout
+    print(text)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{text}\n{proc.stderr[-3000:]}"
+    assert _value(text, "lost") == 0 and _value(text, "duplicated") == 0
+    assert _bound(text) == 0
+    assert "dead-lettered: 5 (expected 5)" in text
+    assert "committed == end offsets: true" in text
+    saved = json.loads((tmp_path / run_id / "chaos.json").read_text())
+    # the kill happened and the replacement took the victim's slot (its transactional id)
+    kills = [a for a in saved["actions"] if a["action"] == "kill"]
+    assert len(kills) == 1 and "error" not in kills[0]
+    slots = {w["name"]: w["slot"] for w in saved["workers"]}
+    assert slots[kills[0]["replacement"]] == kills[0]["slot"]
