@@ -78,8 +78,6 @@ def test_the_acceptance_options_parse_into_a_config() -> None:
     (dict(consumer="bus-eos", client="confluent-kafka"), "kafka-python only"),
     (dict(retry="later"), "retry"),
     (dict(sink="nowhere"), "sink"),
-    (dict(unpark=True, consumer="raw"), "--unpark"),
-    (dict(unpark=True, client="confluent-kafka"), "--unpark"),
 ])
 def test_bad_combinations_are_usage_errors(changes: dict[str, object], words: str) -> None:
     with pytest.raises(ConfigError, match=words):

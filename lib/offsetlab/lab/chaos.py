@@ -112,8 +112,7 @@ def _worker_args(config: ChaosConfig, seed: int) -> list[str]:
     faults = config.handler_faults
     return ["--seed", str(seed), "--events", str(config.events),
             "--poison", str(config.poison if faults else 0),
-            "--fail-rate", str(config.fail_rate if faults else 0.0), "--retry", config.retry, "--sink", config.sink,
-            *(["--unpark"] if config.unpark else [])]
+            "--fail-rate", str(config.fail_rate if faults else 0.0), "--retry", config.retry, "--sink", config.sink]
 
 
 def run_chaos(config: ChaosConfig, *, broker: Any = None, out: IO[str] | None = None) -> ChaosResult:
@@ -150,8 +149,7 @@ def run_chaos(config: ChaosConfig, *, broker: Any = None, out: IO[str] | None = 
         f"{config.partitions}, publishing window {config.window_s:.0f} s, nodes {config.nodes}, "
         f"kills {config.kills}, broker kills {config.broker_kills}, broker restarts {config.broker_restarts}, fail rate "
         f"{config.fail_rate:g}, poison {config.poison}, seed {seed} (consumer {config.consumer}, "
-        f"sink {config.sink}, publisher {config.publisher}, client {config.client}"
-        + (", kafka-python parked-records workaround" if config.unpark else "") + ")")
+        f"sink {config.sink}, publisher {config.publisher}, client {config.client})")
     if strategy is not None:
         say(f"retry: {config.retry}: {strategy!r}")
     elif config.fail_rate or config.poison:
@@ -346,9 +344,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
            "by the handler, read back read_committed (bus modes)")
     a("--allow-unacked", action="store_true",
       help="events the publisher gave up on do not fail the run")
-    a("--unpark", action="store_true",
-      help="give the workers' kafka-python consumers the workaround for parked records of a "
-           "resumed partition (kafka-python 3.0.12; see chaos_worker.unparking_consumer)")
     a("--seed", type=int, default=None, help="schedule seed (default: random, printed)")
     a("--workers", type=int, default=d.workers, help=f"consumer processes ({d.workers})")
     a("--partitions", type=int, default=d.partitions, help=f"topic partitions ({d.partitions})")
@@ -377,7 +372,7 @@ def config_of(args: argparse.Namespace) -> ChaosConfig:
     return ChaosConfig(events=args.events, kills=args.kills, broker_restarts=args.broker_restarts,
                        nodes=args.nodes, broker_kills=args.broker_kills, fail_rate=args.fail_rate,
                        poison=args.poison, retry=args.retry, sink=args.sink,
-                       allow_unacked=args.allow_unacked, unpark=args.unpark, seed=args.seed, workers=args.workers,
+                       allow_unacked=args.allow_unacked, seed=args.seed, workers=args.workers,
                        partitions=args.partitions, publish_s=args.publish_seconds,
                        publish_batch=args.publish_batch,
                        session_timeout_ms=args.session_timeout_ms, handle_ms=args.handle_ms,

@@ -70,9 +70,6 @@ class ChaosConfig:
     sink: str = "file"
     #: unacknowledged events (the publisher gave up) do not fail the run
     allow_unacked: bool = False
-    #: the workers' consumers get the workaround for kafka-python 3.0.12's parked records of
-    #: a resumed partition (:func:`offsetlab.lab.chaos_worker.unparking_consumer`)
-    unpark: bool = False
     run_id: str | None = None
     runs_dir: Path | None = None
 
@@ -141,12 +138,8 @@ class ChaosConfig:
         if self.consumer == "bus-eos" and self.client != "kafka-python":
             raise ConfigError("--consumer bus-eos is kafka-python only (the bus's transactional "
                               f"mode), got --client {self.client}")
-        for key in ("allow_unacked", "unpark"):
-            if not isinstance(getattr(self, key), bool):
-                raise ConfigError(f"ChaosConfig.{key} must be True or False")
-        if self.unpark and (not bus or self.client != "kafka-python"):
-            raise ConfigError("--unpark is a workaround for the bus's kafka-python consumers "
-                              "(--consumer bus or bus-eos, --client kafka-python)")
+        if not isinstance(self.allow_unacked, bool):
+            raise ConfigError("ChaosConfig.allow_unacked must be True or False")
 
 
 @dataclass

@@ -230,36 +230,6 @@ def _log_lifecycle(event: Any) -> None:
     _say(f"lifecycle {event.kind} {fields}")
 
 
-def unparking_consumer(**kwargs: Any) -> Any:
-    """``--unpark``: a kafka-python ``KafkaConsumer`` whose fetcher gives back the records it
-    parked for a paused partition once the partition is resumed.
-
-    kafka-python 3.0.12 (``Fetcher.fetched_records``) parks the parsed records of a partition
-    paused while they are next in line (``_paused_partition_records``), and restores them
-    only when the in-line slot ``_next_partition_records`` *is None*; after another
-    partition's records were drained the slot holds a drained, falsy object instead, so the
-    resumed partition stays parked, and ``_fetchable_partitions`` never fetches a parked
-    partition: it is never delivered again (``offsetlab chaos --retry in-place`` on the
-    cluster: three partitions stalled for the whole drain; a one-broker reproduction: a
-    resumed partition stuck at 5 of 100 records for 10 s). This clears a drained slot before
-    each ``fetched_records`` call. A workaround for the chaos runs until the bus's
-    kafka-python compat module has one; it reaches into the client's private fetcher."""
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(**kwargs)
-    fetcher = consumer._fetcher
-    fetched_records = fetcher.fetched_records
-
-    def unparked(*a: Any, **kw: Any) -> Any:
-        slot = fetcher._next_partition_records
-        if slot is not None and not slot:  # drained: let parked records take the slot
-            fetcher._next_partition_records = None
-        return fetched_records(*a, **kw)
-
-    fetcher.fetched_records = unparked
-    return consumer
-
-
 def worker_files(out: str | Path) -> dict[str, Path]:
     """A worker's files beside its ``--out`` (``worker-1.seq``): ``seq`` processed (file
     sink), ``done`` handler calls that published their output event (topic sink; the
@@ -282,8 +252,6 @@ def consume_bus(args: argparse.Namespace, events: EventLog, stop: threading.Even
     extra: dict[str, Any] = {}
     if args.mode == "bus-eos":  # every subscription of this bus is transactional
         extra["transactional_id"] = args.transactional_id
-    if args.unpark:
-        extra["consumer_factory"] = unparking_consumer
     config = KafkaBusConfig(
         bootstrap_servers=args.bootstrap_servers,
         client=args.client,
@@ -368,8 +336,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retry", choices=RETRY_NAMES, default="main-topic")
     p.add_argument("--sink", choices=SINKS, default="file")
     p.add_argument("--transactional-id", default=None, help="mode bus-eos: the slot's id")
-    p.add_argument("--unpark", action="store_true",
-                   help="kafka-python: the parked-records workaround (unparking_consumer)")
     return p
 
 
