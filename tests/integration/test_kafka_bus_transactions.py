@@ -21,7 +21,7 @@ from offsetlab.bus.errors import TransactionAborted, TransactionFenced
 from offsetlab.bus.events import Event, EventRegistry
 from offsetlab.bus.kafka_bus import KafkaBus, KafkaBusConfig
 from offsetlab.bus.outcomes import Outcome, Reject, Retry
-from offsetlab.bus.ports import ConsumerClient, TransactionClient
+from offsetlab.bus.ports import TransactionClient
 from offsetlab.bus.retry import Backoff, InPlaceRetry, MainTopicRetry, RetryTopicRetry
 from offsetlab.bus.types import TopicPartition
 
@@ -154,12 +154,12 @@ class _AbortFirstCommit:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
 
-    def commit(self, offsets: dict[TopicPartition, int], consumer: ConsumerClient) -> None:
+    def commit(self, offsets: dict[TopicPartition, int], group_metadata: Any) -> None:
         if offsets and not self.aborted:
             self.aborted += 1
             self.real.abort()
             raise TransactionAborted("aborted by the test")
-        self.real.commit(offsets, consumer)
+        self.real.commit(offsets, group_metadata)
 
 
 def test_an_aborted_batch_is_delivered_again_and_its_writes_stay_hidden(
@@ -218,6 +218,38 @@ def test_a_producer_taking_over_the_id_fences_the_old_one_and_hides_its_transact
     finally:
         old.close(5)
         new.close(5)
+
+
+def test_a_write_the_broker_refuses_aborts_the_whole_transaction(
+        kafka_broker: BrokerHandle, unique: str) -> None:
+    """A record over the producer's max_request_size is refused at send(): the records sent
+    before it in the same transaction must not be committed either."""
+    config = KafkaBusConfig(bootstrap_servers=kafka_broker.bootstrap_servers,
+                            name=f"refuse-{unique}", transactional_id=f"refuse-{unique}",
+                            reproduce_producer={"max_request_size": 2000})
+    registry = _registry(unique)
+    topic = registry.topic_for(Done)
+    from offsetlab.bus.errors import PublishError
+    from offsetlab.lab.raw import create_topic
+
+    create_topic(kafka_broker, topic, 1)
+    txn = config.transactional_producer("g")
+    try:
+        txn.prepare()
+        txn.begin()
+        _, value, key, headers = registry.encode_record(Done(n=1, attempt=1))
+        txn.send(topic, value, key, headers)
+        with pytest.raises(PublishError):
+            txn.send(topic, b"x" * 5000, None, ())
+        with pytest.raises(TransactionAborted):
+            txn.commit({}, None)
+        txn.begin()  # the producer goes on with the next transaction
+        _, value, key, headers = registry.encode_record(Done(n=2, attempt=1))
+        txn.send(topic, value, key, headers)
+        txn.commit({}, None)
+        assert _done(kafka_broker.bootstrap_servers, registry) == Counter({2: 1})
+    finally:
+        txn.close(5)
 
 
 def test_publish_outside_a_handler_is_a_normal_acknowledged_publish(

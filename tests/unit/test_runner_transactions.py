@@ -31,6 +31,7 @@ class FakeTransaction:
         self.log: list[tuple[str, Any]] = []
         self.open = False
         self.fail = list(fail or [])
+        self.metadata: list[Any] = []
 
     def begin(self) -> None:
         assert not self.open, "begin with a transaction open"
@@ -40,9 +41,10 @@ class FakeTransaction:
     def in_transaction(self) -> bool:
         return self.open
 
-    def commit(self, offsets: Mapping[Any, int], consumer: Any) -> None:
+    def commit(self, offsets: Mapping[Any, int], group_metadata: Any) -> None:
         assert self.open
         self.open = False
+        self.metadata.append(group_metadata)
         error = self.fail.pop(0) if self.fail else None
         self.log.append(("commit" if error is None else "aborted",
                          {(tp[0], tp[1]): off for tp, off in offsets.items()}))
@@ -94,6 +96,8 @@ def test_a_batch_is_one_transaction_and_the_consumer_never_commits(
     wait_for(lambda: ("commit", {("t", 0): 3}) in txn.log, what="the transactional commit")
     assert seen_open == [True]
     assert cluster.commit_log == [], "offsets go with the transaction, not a consumer commit"
+    # the group metadata the batch was fetched under goes with its offsets
+    assert [(m.generation_id, m.member_id) for m in txn.metadata] == [(1, "fake-member-1")]
     assert [e.offsets for e in events if isinstance(e, Commit)] == [{T0: 3}]
 
 
@@ -163,3 +167,18 @@ def test_a_plain_error_still_restarts_in_transactional_mode(
     crashes = [e for e in events if isinstance(e, Crash)]
     assert len(crashes) == 1 and crashes[0].restart is True
     assert len(cluster.consumers) == 2
+
+
+def test_offsets_of_a_dropped_member_are_never_sent() -> None:
+    """kafka-python resets a member the group dropped to generation -1 / no member id, which
+    the broker would accept without a membership check: the producer refuses it."""
+    from kafka.errors import CommitFailedError
+    from kafka.structs import ConsumerGroupMetadata
+    from offsetlab.bus.transports.kafka_python.transactions import TransactionalProducer
+
+    check = TransactionalProducer._check_member
+    check(ConsumerGroupMetadata(group_id="g", generation_id=3, member_id="m-1"))
+    for generation, member in ((-1, ""), (3, ""), (-1, "m-1")):
+        with pytest.raises(CommitFailedError, match="not a group member"):
+            check(ConsumerGroupMetadata(group_id="g", generation_id=generation,
+                                        member_id=member))

@@ -66,6 +66,10 @@ class ConsumerClient(Protocol):
     def group_metadata(self) -> tuple[str, int]:
         """``(member_id, generation)`` now (``("", -1)`` where the client does not tell)."""
         ...
+    def transaction_metadata(self) -> Any:
+        """The client's own group metadata object for a transactional offset commit
+        (transactional mode only; clients without one raise)."""
+        ...
     def close(self, timeout_ms: int) -> None:
         """Leave the group (no commit) and release the client."""
         ...
@@ -93,9 +97,10 @@ class TransactionClient(Protocol):
     poll batch holds the batch's retry copies, dead letters, handler publishes and consumed
     offsets. ``begin`` before the batch's handler runs; ``send_copy``/``wait_all``/
     ``partitions`` as :class:`ProducerClient`'s, inside the transaction; ``send`` writes a
-    record a handler published; ``commit(offsets, consumer)`` adds the offsets (the
-    consumer's group metadata fences a member the group moved on from) and commits, or
-    aborts and raises :class:`~offsetlab.bus.errors.TransactionAborted`;
+    record a handler published; ``commit(offsets, group_metadata)`` checks every write was
+    acknowledged, adds the offsets with the consumer's group metadata taken when the batch
+    began (the broker refuses it once the group moved on) and commits, or aborts and raises
+    :class:`~offsetlab.bus.errors.TransactionAborted`;
     :class:`~offsetlab.bus.errors.TransactionFenced` when a newer producer took the id."""
 
     transactional_id: str
@@ -111,7 +116,7 @@ class TransactionClient(Protocol):
                   partition: int | None) -> CopyHandle: ...
     def partitions(self, topic: str) -> frozenset[int]: ...
     def wait_all(self, items: Sequence[tuple[str, CopyHandle]]) -> list[Receipt | PublishError]: ...
-    def commit(self, offsets: Mapping[TopicPartition, int], consumer: ConsumerClient) -> None: ...
+    def commit(self, offsets: Mapping[TopicPartition, int], group_metadata: Any) -> None: ...
     def abort(self) -> None: ...
     def close(self, timeout_s: float = 10.0) -> None: ...
 

@@ -141,6 +141,7 @@ class ConsumerRunner(MemberThread):
         self._transport = transports.get(config.client)
         self._on_tick = on_tick
         self._txn = transaction
+        self._txn_metadata: object = None
         self._listeners: tuple[LifecycleListener, ...] = tuple(listeners)
         self._lock = threading.RLock()
         self._state = RunnerState.CREATED

@@ -73,6 +73,7 @@ class MemberThread:
     _transport: Transport
     _on_tick: TickHook | None
     _txn: TransactionClient | None
+    _txn_metadata: Any
     _lock: threading.RLock
     _state: RunnerState
     _handle: JoinHandle
@@ -214,7 +215,7 @@ class MemberThread:
         todo = {tp: off for tp, off in positions.items()
                 if tp in assigned and off > self._committed.get(tp, -1)}
         try:
-            txn.commit(todo, self._consumer)
+            txn.commit(todo, self._txn_metadata)
         except TransactionAborted as exc:
             _log.warning("runner %s: %s; the batch is delivered again", self.name, exc)
             if batch is not None:
@@ -267,7 +268,10 @@ class MemberThread:
     def _handle_records(self, records: Sequence[Record]) -> None:
         ctx = BatchContext(self, records)
         if self._txn is not None:
+            assert self._consumer is not None
             self._txn.begin()
+            # the membership the batch was fetched under: its offsets are committed with it
+            self._txn_metadata = self._consumer.transaction_metadata()
         try:
             if self._batch_handler is not None:
                 self._batch_handler(list(records), ctx)

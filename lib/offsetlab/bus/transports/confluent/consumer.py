@@ -248,6 +248,11 @@ class ConfluentConsumer:
                                        f"{error.str()}")
             raise KafkaException(error)
 
+    def transaction_metadata(self) -> Any:
+        """librdkafka's opaque group metadata (the bus's transactional mode is kafka-python
+        only; this is for completeness of the port)."""
+        return self.consumer.consumer_group_metadata()
+
     def group_metadata(self) -> tuple[str, int]:
         member = self.consumer.memberid() or ""
         try:

@@ -21,7 +21,9 @@ zombie and must stop (restarting would fence the replacement back).
 and ``abort_transaction`` wait without a timeout (3.0.12); here they wait at most
 ``timeout_s`` (the bus's ``reproduce_timeout_s``) through the transaction manager's result
 objects (``_transaction_manager``, a private attribute: the one place this module relies on
-one). A commit or abort that does not finish in time means the client is stuck (the same
+one). Before the commit every write of the transaction must have been acknowledged and the
+batch's consumer must have been a group member (see :meth:`TransactionalProducer.commit`);
+otherwise it aborts. A commit or abort that does not finish in time means the client is stuck (the same
 failure the bus's publish producer is replaced for after a broker restart): the producer is
 closed without waiting and the next ``begin`` builds a new one **with the same id**, whose
 ``init_transactions`` fences the stuck one and completes or aborts its transaction on the
@@ -51,7 +53,7 @@ from offsetlab.bus.errors import (
     TransactionFenced,
 )
 from offsetlab.bus.interface import Receipt
-from offsetlab.bus.ports import ConsumerClient, Headers
+from offsetlab.bus.ports import Headers
 from offsetlab.bus.transports.kafka_python.compat import io_threads, reap_io_threads
 from offsetlab.bus.transports.kafka_python.producer import _describe, producer_kwargs
 from offsetlab.bus.types import TopicPartition
@@ -78,6 +80,9 @@ class TransactionalProducer:
         self._kwargs["transactional_id"] = transactional_id
         self._producer: KafkaProducer | None = None
         self._open = False
+        #: every write of the open transaction, and the first that failed at once
+        self._sent: list[FutureRecordMetadata] = []
+        self._refused: BaseException | None = None
         self._closed = False
         self._lock = threading.Lock()
         #: producers built (1 + replacements of stuck or failed ones)
@@ -155,6 +160,8 @@ class TransactionalProducer:
             raise TransactionError(f"begin_transaction failed: {self._what()}: "
                                    f"{_describe(exc)}") from exc
         self._open = True
+        self._sent = []
+        self._refused = None
 
     def in_transaction(self) -> bool:
         return self._open
@@ -173,10 +180,13 @@ class TransactionalProducer:
                   partition: int | None) -> FutureRecordMetadata:
         producer = self._in_txn("send")
         try:
-            return producer.send(topic, value=value, key=key, headers=list(headers),
-                                 partition=partition)
+            future = producer.send(topic, value=value, key=key, headers=list(headers),
+                                   partition=partition)
         except kafka_errors.KafkaError as exc:
+            self._refused = self._refused or exc  # the transaction must not commit now
             raise self._error(topic, exc) from exc
+        self._sent.append(future)
+        return future
 
     def partitions(self, topic: str) -> frozenset[int]:
         producer = self._producer or self._build()
@@ -210,19 +220,52 @@ class TransactionalProducer:
             raise kafka_errors.KafkaTimeoutError(f"{what} did not finish within "
                                                  f"{self.timeout_s:g} s")
 
-    def commit(self, offsets: Mapping[TopicPartition, int], consumer: ConsumerClient) -> None:
-        """Add ``offsets`` (the next offsets, as the runner commits them) with the consumer's
-        group metadata, then commit. On failure: abort (or drop a stuck producer) and raise
-        :class:`TransactionAborted`; :class:`TransactionFenced` if fenced."""
+    def _check_writes(self, producer: KafkaProducer, deadline: Deadline) -> None:
+        """Every write of the transaction acknowledged, or raise. kafka-python 3.0.12 lets a
+        transaction commit after one of its batches expired (a retriable error that ran out
+        of ``delivery_timeout_ms`` fails the batch "without any state transition"): without
+        this check the commit would carry offsets past records whose outputs were never
+        written (``offsetlab chaos --consumer bus-eos`` lost 17 outputs that way)."""
+        if self._refused is not None:
+            raise self._refused
+        producer.flush(timeout=max(0.001, deadline.left()))
+        for future in self._sent:
+            if not future.is_done:
+                raise kafka_errors.KafkaTimeoutError("a write of the transaction was not "
+                                                     f"acknowledged within {self.timeout_s:g} s")
+            if future.failed():
+                raise future.exception
+
+    @staticmethod
+    def _check_member(group_metadata: Any) -> None:
+        """The batch's group metadata names a member of a generation. kafka-python resets a
+        member the group dropped to generation -1 and no member id, and the broker accepts
+        offsets with those without checking membership: the dropped member would commit
+        offsets of partitions the group has given to someone else (a duplicate)."""
+        generation = getattr(group_metadata, "generation_id", -1)
+        member = getattr(group_metadata, "member_id", "")
+        if generation is None or generation < 0 or not member:
+            raise kafka_errors.CommitFailedError(
+                f"the batch's consumer was not a group member (generation {generation}, "
+                f"member id {member!r}): its offsets are not committed")
+
+    def commit(self, offsets: Mapping[TopicPartition, int], group_metadata: Any) -> None:
+        """Check that every write of the transaction was acknowledged, add ``offsets`` (the
+        next offsets, as the runner commits them) with ``group_metadata`` (the consumer's
+        ``ConsumerGroupMetadata`` taken when the batch began: the group coordinator refuses
+        it once the group has moved on, KIP-447), then commit. On failure: abort (or drop a
+        stuck producer) and raise :class:`TransactionAborted`; :class:`TransactionFenced`
+        if fenced."""
         producer = self._in_txn("commit")
         deadline = Deadline(self.timeout_s)
         manager = producer._transaction_manager
         try:
+            self._check_writes(producer, deadline)
             if offsets:
-                metadata = consumer.transaction_metadata()  # type: ignore[attr-defined]
+                self._check_member(group_metadata)
                 result = manager.send_offsets_to_transaction(
                     {KafkaTopicPartition(tp[0], tp[1]): OffsetAndMetadata(off, "", -1)
-                     for tp, off in offsets.items()}, metadata)
+                     for tp, off in offsets.items()}, group_metadata)
                 self._wait(producer, result, "send_offsets_to_transaction", deadline)
             self._wait(producer, manager.begin_commit(), "commit_transaction", deadline)
         except _FENCED as exc:
@@ -234,6 +277,7 @@ class TransactionalProducer:
             raise TransactionAborted(f"commit of {len(offsets)} offsets failed and the "
                                      f"transaction was aborted: {self._what()}: {why}") from exc
         self._open = False
+        self._sent = []
 
     def _abort_after(self, exc: BaseException) -> None:
         if isinstance(exc, kafka_errors.KafkaTimeoutError):
@@ -250,6 +294,7 @@ class TransactionalProducer:
         abort within the timeout is replaced (the replacement's init fences it)."""
         producer = self._producer
         self._open = False
+        self._sent = []
         if producer is None:
             return
         try:
