@@ -261,3 +261,44 @@ def test_publish_outside_a_handler_is_a_normal_acknowledged_publish(
     other.start()
     other.join(30)
     assert _done(kafka_broker.bootstrap_servers, _registry(unique)) == Counter({7: 1, 8: 1})
+
+
+def test_the_broker_checks_membership_only_for_a_member_id(
+        kafka_broker: BrokerHandle, unique: str) -> None:
+    """Why the producer refuses generation -1 itself (``_check_member``): with a member in the
+    group, Kafka refuses transactional offsets from a member it does not know, but takes
+    offsets without a member id (generation -1, what kafka-python resets a dropped member
+    to) without any check."""
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka.errors import CommitFailedError
+    from kafka.structs import ConsumerGroupMetadata, OffsetAndMetadata
+    from kafka.structs import TopicPartition as KafkaTopicPartition
+    from offsetlab.lab.raw import create_topic
+
+    servers, topic, group = kafka_broker.bootstrap_servers, f"member-{unique}", f"g-{unique}"
+    create_topic(kafka_broker, topic, 1)
+    consumer = KafkaConsumer(topic, bootstrap_servers=servers, group_id=group,
+                             enable_auto_commit=False)
+    producer = KafkaProducer(bootstrap_servers=servers, transactional_id=f"m-{unique}")
+    try:
+        deadline.wait_until(lambda: bool(consumer.poll(100) is not None and consumer.assignment()),
+                            timeout_s=TIMEOUT_S, what="the member's join")
+        assert consumer.group_metadata().generation_id >= 1
+        producer.init_transactions()
+        tp = KafkaTopicPartition(topic, 0)
+        outcomes = {}
+        for label, meta, offset in (("stranger", ConsumerGroupMetadata(group, 99, "nobody"), 9),
+                                    ("no member", ConsumerGroupMetadata(group, -1, ""), 7)):
+            producer.begin_transaction()
+            try:
+                producer.send_offsets_to_transaction({tp: OffsetAndMetadata(offset, "", -1)}, meta)
+                producer.commit_transaction()
+                outcomes[label] = "committed"
+            except CommitFailedError:
+                producer.abort_transaction()
+                outcomes[label] = "refused"
+        assert outcomes == {"stranger": "refused", "no member": "committed"}
+        assert testing.committed_offsets(servers, group, topic) == {0: 7}
+    finally:
+        producer.close(5)
+        consumer.close(autocommit=False)
