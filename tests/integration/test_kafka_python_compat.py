@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import kafka.errors as kafka_errors
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.structs import TopicPartition
@@ -66,3 +67,28 @@ def test_a_resumed_partition_delivers_its_parked_records_only_with_the_fix(
         assert got == {0: N, 1: N}
     else:  # kafka-python 3.0.12: stuck at its first poll's 5 (a newer release may fix it)
         assert sorted(got.values()) == [5, N], got
+
+
+@pytest.mark.slow
+def test_close_now_stops_a_producer_whose_broker_is_gone() -> None:
+    """A producer with records pending for a broker that stopped: kafka-python's
+    ``close(timeout=0)`` raises and leaves the sender thread running; ``close_now`` stops it."""
+    from offsetlab.brokers import start_broker
+    from offsetlab.bus.transports.kafka_python.compat import close_now
+
+    with start_broker("kafka") as broker:
+        create_topic(broker, "gone", 1)
+        producers = [KafkaProducer(bootstrap_servers=broker.bootstrap_servers,
+                                   reconnect_backoff_max_ms=500) for _ in range(2)]
+        for producer in producers:
+            producer.send("gone", b"first").get(timeout=30)
+    for producer in producers:  # the broker has stopped: these stay pending
+        producer.send("gone", b"pending")
+    plain, fixed = producers
+    with pytest.raises(kafka_errors.KafkaTimeoutError):
+        plain.close(timeout=0)
+    assert plain._sender.is_alive(), "kafka-python 3.0.12 leaves the sender running"
+    close_now(fixed)
+    fixed._sender.join(10)
+    assert not fixed._sender.is_alive()
+    close_now(plain)  # cleanup

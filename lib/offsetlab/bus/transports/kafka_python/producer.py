@@ -40,7 +40,7 @@ from offsetlab.bus.config import servers_text
 from offsetlab.bus.deadline import Deadline
 from offsetlab.bus.errors import BusStateError, ConfigError, PublishError
 from offsetlab.bus.interface import Receipt
-from offsetlab.bus.transports.kafka_python.compat import io_threads, reap_io_threads
+from offsetlab.bus.transports.kafka_python.compat import close_now, io_threads, reap_io_threads
 
 __all__ = ["Producers", "PUBLISH", "REPRODUCE"]
 
@@ -158,10 +158,7 @@ class Producers:
             if kind not in self._producers or self._producers[kind] is not producer:
                 return
             del self._producers[kind]
-        try:
-            producer.close(timeout=0)
-        except Exception:  # best effort: the client is being replaced because it is stuck
-            pass
+        close_now(producer)  # its pending records fail; its sender thread stops
 
     def _error(self, kind: str, topic: str, exc: BaseException, *, sent: str = "") -> PublishError:
         timeout = self.timeouts[kind]
@@ -264,5 +261,5 @@ class Producers:
         for producer in producers.values():
             try:
                 producer.close(timeout=timeout_s)
-            except Exception:  # closing is best effort; the bus is going away
-                pass
+            except Exception:  # records still pending after the timeout: drop them
+                close_now(producer)

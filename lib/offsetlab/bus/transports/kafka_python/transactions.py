@@ -54,7 +54,7 @@ from offsetlab.bus.errors import (
 )
 from offsetlab.bus.interface import Receipt
 from offsetlab.bus.ports import Headers
-from offsetlab.bus.transports.kafka_python.compat import io_threads, reap_io_threads
+from offsetlab.bus.transports.kafka_python.compat import close_now, io_threads, reap_io_threads
 from offsetlab.bus.transports.kafka_python.producer import _describe, producer_kwargs
 from offsetlab.bus.types import TopicPartition
 
@@ -125,10 +125,7 @@ class TransactionalProducer:
 
     @staticmethod
     def _close_quietly(producer: KafkaProducer) -> None:
-        try:
-            producer.close(timeout=0)
-        except Exception:  # best effort: it is being replaced because it failed
-            pass
+        close_now(producer)  # being replaced because it failed: nothing to wait for
 
     def _discard(self) -> None:
         """Drop the producer (the next ``begin`` builds one with the same id, fencing it)."""
@@ -322,5 +319,5 @@ class TransactionalProducer:
                 pass
         try:
             producer.close(timeout=timeout_s)
-        except Exception:
-            pass
+        except Exception:  # records still pending after the timeout: drop them
+            close_now(producer)
