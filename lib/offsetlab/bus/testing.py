@@ -68,6 +68,20 @@ def _partitions(consumer: Any, topic: str) -> list[Any]:
     return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
 
 
+def _read_to_end(consumer: Any, tps: list[Any], topic: str, timeout_s: float) -> list[Any]:
+    """Poll the assigned, positioned ``consumer`` up to the end offsets taken now; the
+    records sorted by (partition, offset)."""
+    end = consumer.end_offsets(tps)
+    out: list[Any] = []
+    deadline = Deadline(timeout_s)
+    while any(consumer.position(tp) < end[tp] for tp in tps):
+        if deadline.expired():
+            raise TimeoutError(f"could not read {topic} to its end within {timeout_s} s")
+        for records in consumer.poll(timeout_ms=200).values():
+            out.extend(records)
+    return sorted(out, key=lambda r: (r.partition, r.offset))
+
+
 def read_topic(bootstrap_servers: Servers, topic: str, *, timeout_s: float = 20.0,
                client_settings: Mapping[str, Any] | None = None) -> list[Any]:
     """Every record of ``topic`` now, sorted by (partition, offset): kafka-python
@@ -85,15 +99,7 @@ def read_topic(bootstrap_servers: Servers, topic: str, *, timeout_s: float = 20.
             return []
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
-        end = consumer.end_offsets(tps)
-        out: list[Any] = []
-        deadline = Deadline(timeout_s)
-        while any(consumer.position(tp) < end[tp] for tp in tps):
-            if deadline.expired():
-                raise TimeoutError(f"could not read {topic} to its end within {timeout_s} s")
-            for records in consumer.poll(timeout_ms=200).values():
-                out.extend(records)
-        return sorted(out, key=lambda r: (r.partition, r.offset))
+        return _read_to_end(consumer, tps, topic, timeout_s)
     finally:
         consumer.close(autocommit=False)
 
@@ -152,15 +158,7 @@ def read_from_committed(bootstrap_servers: Servers, group: str, topic: str, *,
         consumer.assign(tps)
         for tp in tps:
             consumer.seek(tp, committed.get(tp.partition, 0))
-        end = consumer.end_offsets(tps)
-        out: list[Any] = []
-        deadline = Deadline(timeout_s)
-        while any(consumer.position(tp) < end[tp] for tp in tps):
-            if deadline.expired():
-                raise TimeoutError(f"could not read {topic} to its end within {timeout_s} s")
-            for records in consumer.poll(timeout_ms=200).values():
-                out.extend(records)
-        return sorted(out, key=lambda r: (r.partition, r.offset))
+        return _read_to_end(consumer, tps, topic, timeout_s)
     finally:
         consumer.close(autocommit=False)
 
