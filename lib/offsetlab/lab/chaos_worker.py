@@ -161,14 +161,16 @@ def consume_raw(args: argparse.Namespace, events: EventLog, stop: threading.Even
     """The baseline: kafka-python poll loop, handle the batch, commit it synchronously
     (``--mode unsafe``: commit first, then handle; with ``--hold-first-batch``, hold the first
     committed batch until ``released`` is set)."""
-    from kafka import KafkaConsumer
+    from offsetlab.bus.transports.kafka_python.compat import warmed_consumer
 
     commit_first = args.mode == "unsafe"
     hold = commit_first and args.hold_first_batch
     registry = chaos_registry(args.topic_prefix)
     topic = registry.topic_for(ChaosEvent)
-    consumer = KafkaConsumer(
-        topic,
+    # warmed: the topic's partitions known before the first join (else the group leader can
+    # assign nothing, "No partition metadata for topic", and the worker never joins: a CI
+    # run waited 120 s); metadata_max_age_ms as the bus's default: a late topic shows in 5 s
+    consumer = warmed_consumer(snapshot=True)(
         bootstrap_servers=args.bootstrap_servers,
         group_id=args.group,
         client_id=args.name,
@@ -176,7 +178,9 @@ def consume_raw(args: argparse.Namespace, events: EventLog, stop: threading.Even
         auto_offset_reset="earliest",
         session_timeout_ms=args.session_timeout_ms,
         heartbeat_interval_ms=max(100, args.session_timeout_ms // 6),
+        metadata_max_age_ms=5000,
     )
+    consumer.subscribe([topic])
     joined = False
     try:
         while not stop.is_set():
