@@ -31,10 +31,12 @@ def test_written_twice_ignores_retry_copies() -> None:
 
 
 @flips(ff.acked_while_frozen)
-def test_acked_while_frozen_looks_between_freeze_and_kill() -> None:
-    before_and_after = [1.0, None, 12.0]
-    inside = [1.0, 5.0, 12.0]
-    assert assert_flips(ff.acked_while_frozen("acks=all", before_and_after, 2.0, 10.0),
+def test_acked_while_frozen_counts_sends_of_the_window_acknowledged_before_the_kill() -> None:
+    # sent before the window and acknowledged in it; sent in it, acknowledged after the
+    # kill or never: none counts
+    outside = [(1.0, 3.0), (4.0, 12.0), (5.0, None), (11.0, 11.5)]
+    inside = [*outside, (5.0, 6.0)]
+    assert assert_flips(ff.acked_while_frozen("acks=all", outside, 2.0, 10.0),
                         ff.acked_while_frozen("acks=all", inside, 2.0, 10.0)) == (False, True)
 
 
