@@ -37,6 +37,9 @@ def seq_of(value: bytes | None) -> int:
         return -1
 
 
+_READ_COMMITTED = {"isolation_level": "read_committed"}
+
+
 def _consumer(servers: str, **settings: Any) -> Any:
     from kafka import KafkaConsumer
 
@@ -159,38 +162,19 @@ def read_dead_letters(servers: str, topic: str) -> list[DeadLetter]:
 def left_after_commit(servers: str, group: str, topics: Iterable[str], *, timeout_s: float = 60.0,
                       ) -> tuple[dict[tuple[str, int], int | None], dict[tuple[str, int], list[int]]]:
     """For every partition of ``topics``: ``group``'s committed offset (None: never
-    committed) and the offsets of the data records a read_committed consumer assigned to
-    the partition and seeked to that offset (0 without a commit) reads up to the end."""
-    from kafka import KafkaAdminClient
+    committed) and the offsets of the data records a read_committed consumer reads from that
+    offset (0 without a commit) up to the end (:func:`offsetlab.bus.testing.read_from_committed`)."""
+    from offsetlab.bus import testing
 
-    admin = KafkaAdminClient(bootstrap_servers=servers.split(","))
-    try:
-        offsets = admin.list_group_offsets({group: None}).get(group, {})
-    finally:
-        admin.close()
     committed: dict[tuple[str, int], int | None] = {}
     after: dict[tuple[str, int], list[int]] = {}
-    c = _consumer(servers)
-    try:
-        tps = [tp for t in topics for tp in _partitions(c, t)]
-        for tp in tps:
-            om = offsets.get(tp)
-            committed[(tp.topic, tp.partition)] = om.offset if om is not None and om.offset >= 0 else None
-        if not tps:
-            return committed, after
-        c.assign(tps)
-        for tp in tps:
-            c.seek(tp, committed[(tp.topic, tp.partition)] or 0)
-        end = c.end_offsets(tps)
-        deadline = Deadline(timeout_s)
-        while any(c.position(tp) < end[tp] for tp in tps):
-            if deadline.expired():
-                raise TimeoutError(f"could not read {list(topics)} to their ends within "
-                                   f"{timeout_s:.0f} s")
-            for tp, records in c.poll(timeout_ms=200).items():
-                after.setdefault((tp.topic, tp.partition), []).extend(r.offset for r in records)
-    finally:
-        c.close(autocommit=False)
+    for topic in topics:
+        offsets = testing.committed_offsets(servers, group, topic)
+        for partition in testing.end_offsets(servers, topic):
+            committed[(topic, partition)] = offsets.get(partition)
+        for r in testing.read_from_committed(servers, group, topic, timeout_s=timeout_s,
+                                             client_settings=_READ_COMMITTED):
+            after.setdefault((topic, r.partition), []).append(r.offset)
     return committed, after
 
 
